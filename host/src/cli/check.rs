@@ -1,0 +1,155 @@
+//! `postern check FILE.eml…`: judge messages offline and print the verdicts.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::message::{ParseLimits, ParsedMessage};
+use crate::pipeline::{Pipeline, Settings, Submission};
+use crate::policy::builtin;
+use crate::runtime::types::{Authentication, Envelope, MailKind, Workspace};
+use crate::runtime::{EngineOptions, Runtime};
+use crate::verdict::Verdict;
+
+/// Largest message `check` reads.
+const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Arguments of `postern check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Messages to judge, in order (RFC 5322 files).
+    #[arg(required = true, value_name = "FILE.eml")]
+    files: Vec<PathBuf>,
+    /// Envelope recipient [default: the first To address].
+    #[arg(long, value_name = "ADDR")]
+    rcpt: Option<String>,
+    /// Envelope sender, MAIL FROM [default: the From address; `<>` for the null sender].
+    #[arg(long, value_name = "ADDR")]
+    mail_from: Option<String>,
+    /// Connecting client's IP address.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    client_ip: std::net::IpAddr,
+    /// HELO/EHLO name of the client.
+    #[arg(long, value_name = "NAME", default_value = "localhost")]
+    helo: String,
+    /// Print JSON (one verdict per line) instead of a summary.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs `check`.
+pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let runtime = Arc::new(Runtime::new(&EngineOptions::default()).context("start the WebAssembly runtime")?);
+    let policies = builtin::load_defaults(&runtime).context("load the built-in policies")?;
+    let pipeline = Pipeline::new(runtime, policies, Settings::default());
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for file in &args.files {
+        let raw = read_message(file)?;
+        let envelope = envelope_for(&args, &raw, pipeline.settings().parse_limits.clone());
+        let workspace =
+            Workspace { id: "default".into(), junk_filter: true, kind: MailKind::NewMail, settings: vec![] };
+        let sub = Submission { raw: &raw, envelope, workspace, auth: not_checked() };
+        let mut verdict = pipeline.check(&sub);
+        verdict.file = Some(file.display().to_string());
+        if args.json {
+            serde_json::to_writer(&mut out, &verdict)?;
+            writeln!(out)?;
+        } else {
+            write_summary(&mut out, &verdict)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_message(file: &PathBuf) -> Result<Vec<u8>> {
+    let meta = std::fs::metadata(file).with_context(|| format!("read {}", file.display()))?;
+    if !meta.is_file() {
+        bail!("{} is not a file", file.display());
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        bail!("{} is {} bytes, more than the {} bytes a message may have", file.display(), meta.len(), MAX_FILE_BYTES);
+    }
+    std::fs::read(file).with_context(|| format!("read {}", file.display()))
+}
+
+/// The envelope from the flags, defaulting to the message's own addresses.
+fn envelope_for(args: &CheckArgs, raw: &[u8], limits: ParseLimits) -> Envelope {
+    let parsed = ParsedMessage::parse(raw, &limits).ok();
+    let first = |f: fn(&ParsedMessage) -> &Vec<crate::runtime::types::Address>| {
+        parsed.as_ref().and_then(|p| f(p).first()).map(|a| a.address.clone())
+    };
+    let mail_from = match args.mail_from.as_deref() {
+        Some("<>") => String::new(),
+        Some(a) => a.trim_matches(['<', '>']).to_string(),
+        None => first(|p| &p.from).unwrap_or_default(),
+    };
+    let rcpt = match &args.rcpt {
+        Some(a) => a.trim_matches(['<', '>']).to_string(),
+        None => first(|p| &p.to).unwrap_or_else(|| "postmaster@localhost".into()),
+    };
+    Envelope { client_ip: args.client_ip.to_string(), helo: args.helo.clone(), mail_from, rcpt_to: vec![rcpt] }
+}
+
+/// Authentication before the fixed checks exist for this message.
+fn not_checked() -> Authentication {
+    use crate::runtime::types::{AuthResult, Dmarc, DmarcPolicy, Spf};
+    let spf = Spf { domain: String::new(), result: AuthResult::NotChecked };
+    Authentication {
+        spf_mail_from: spf.clone(),
+        spf_helo: spf,
+        dkim: vec![],
+        dmarc: Dmarc {
+            result: AuthResult::NotChecked,
+            policy: DmarcPolicy::Unspecified,
+            spf_aligned: false,
+            dkim_aligned: false,
+        },
+    }
+}
+
+/// The readable form of a verdict.
+fn write_summary(out: &mut impl Write, v: &Verdict) -> std::io::Result<()> {
+    let action =
+        serde_json::to_value(v.action).ok().and_then(|a| a.as_str().map(str::to_uppercase)).unwrap_or_default();
+    writeln!(out, "{}", v.file.as_deref().unwrap_or("-"))?;
+    writeln!(out, "  verdict   {action} {} {} {}", v.smtp.code, v.smtp.enhanced, v.smtp.text)?;
+    if let Some(code) = v.code {
+        writeln!(out, "  code      {}", code.as_str())?;
+    }
+    if let Some(class) = v.classification {
+        writeln!(out, "  score     {:.2} ({class})", v.score)?;
+    }
+    for s in &v.symbols {
+        writeln!(out, "    {:>6.2}  {:<24} {}", s.score, s.name, s.description)?;
+    }
+    if let Some(r) = &v.route {
+        let session = r.session.as_deref().map(|s| format!(" {s}")).unwrap_or_default();
+        let tags = if r.tags.is_empty() { String::new() } else { format!(" tags={}", r.tags.join(",")) };
+        writeln!(out, "  route     inbox={} {}{session} priority={}{tags}", r.inbox, r.conversation, r.priority)?;
+    }
+    for p in &v.policies {
+        let error =
+            p.error.as_deref().map(|e| format!(" ({e}; on_error={})", p.on_error.unwrap_or("-"))).unwrap_or_default();
+        writeln!(
+            out,
+            "  policy    {} {} [{}] {} sha256:{}… {}µs{error}",
+            p.stage,
+            p.name,
+            p.scope,
+            p.version,
+            &p.sha256[..12],
+            p.duration_us
+        )?;
+    }
+    for t in &v.trace {
+        let detail = if t.detail.is_empty() { String::new() } else { format!(" — {}", t.detail) };
+        writeln!(out, "  trace     {:<10} {:<9} {:>6}µs{detail}", t.step, t.outcome, t.duration_us)?;
+    }
+    writeln!(out, "  total     {}µs", v.timings.total_us)?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! # Postern
+//!
+//! An inbound-email gate: fixed checks every message must pass, then
+//! hot-reloadable WebAssembly policies for spam scoring, junk thresholds and
+//! routing. Every verdict carries its explanation: the symbols, each check's
+//! outcome and the versions of the policies that made it.
+//!
+//! ## Layout, in the order a message flows
+//! - [`message`]: parse the raw bytes once (mail-parser) into the model that
+//!   checks and policies read;
+//! - [`checks`]: the fixed checks, first failure wins;
+//! - [`stages`]: the policy stages, score → threshold → route;
+//! - [`verdict`]: accept / reject / tempfail, the error catalog, the trace;
+//! - [`pipeline`]: the above in order, one call per message;
+//! - [`policy`]: manifests, loaded policies, the embedded defaults;
+//! - [`runtime`]: the sandboxed wasmtime runtime the stages call;
+//! - [`cli`]: the `postern` command line.
+
+pub mod checks;
+pub mod cli;
+pub mod message;
+pub mod pipeline;
+pub mod policy;
+pub mod runtime;
+pub mod stages;
+pub mod verdict;

@@ -1,0 +1,214 @@
+//! The pipeline: parse, fixed checks, policy stages, verdict. One call per
+//! message; it never panics on input and never returns an error: a fault of
+//! the host becomes a `tempfail` verdict so the sender retries.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::checks::{CheckOutcome, headers::check_headers};
+use crate::message::{ParseLimits, ParsedMessage};
+use crate::policy::PolicySet;
+use crate::runtime::types::{Authentication, Classification, Envelope, Symbol, Workspace};
+use crate::runtime::{OutputLimits, Runtime};
+use crate::stages::{self, StageContext, Tempfail};
+use crate::verdict::{Action, Code, Params, PolicyRun, Timings, TraceStep, Verdict};
+
+/// Pipeline settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Brand word in the catalog texts (the seed says "Crisp").
+    pub brand: String,
+    /// Platform dirty limit: a score above it is always dropped.
+    pub dirty_limit: f64,
+    /// Parsing limits.
+    pub parse_limits: ParseLimits,
+    /// Bounds on policy outputs.
+    pub output_limits: OutputLimits,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            brand: "Crisp".into(),
+            dirty_limit: 6.0,
+            parse_limits: ParseLimits::default(),
+            output_limits: OutputLimits::default(),
+        }
+    }
+}
+
+/// One message to judge.
+#[derive(Debug, Clone)]
+pub struct Submission<'a> {
+    /// The raw message.
+    pub raw: &'a [u8],
+    /// Its envelope.
+    pub envelope: Envelope,
+    /// The workspace it is for.
+    pub workspace: Workspace,
+    /// Authentication results (all `not-checked` until the checks run).
+    pub auth: Authentication,
+}
+
+/// Parse → checks → stages → verdict.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    runtime: Arc<Runtime>,
+    policies: PolicySet,
+    settings: Settings,
+}
+
+/// The verdict under construction.
+struct Draft {
+    started: Instant,
+    trace: Vec<TraceStep>,
+    runs: Vec<PolicyRun>,
+    timings: Timings,
+}
+
+impl Draft {
+    fn step(&mut self, step: &str, outcome: &str, detail: String, since: Instant) -> u64 {
+        let us = since.elapsed().as_micros() as u64;
+        self.trace.push(TraceStep { step: step.into(), outcome: outcome.into(), detail, duration_us: us });
+        us
+    }
+
+    fn finish(mut self, brand: &str, code: Option<Code>, params: Params) -> Verdict {
+        self.timings.total_us = self.started.elapsed().as_micros() as u64;
+        let (action, smtp) = match code {
+            None => (Action::Accept, Verdict::accepted_reply()),
+            Some(c) => (Verdict::action_for(c), Verdict::reply_for(c, brand, &params)),
+        };
+        Verdict {
+            file: None,
+            action,
+            code,
+            smtp,
+            score: 0.0,
+            classification: None,
+            note: None,
+            symbols: Vec::new(),
+            route: None,
+            policies: self.runs,
+            trace: self.trace,
+            timings: self.timings,
+        }
+    }
+}
+
+impl Pipeline {
+    /// A pipeline over a runtime and its policies.
+    pub fn new(runtime: Arc<Runtime>, policies: PolicySet, settings: Settings) -> Self {
+        Pipeline { runtime, policies, settings }
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The policies in use.
+    pub fn policies(&self) -> &PolicySet {
+        &self.policies
+    }
+
+    /// Judges one message.
+    pub fn check(&self, sub: &Submission<'_>) -> Verdict {
+        let mut d = Draft { started: Instant::now(), trace: Vec::new(), runs: Vec::new(), timings: Timings::default() };
+        let brand = self.settings.brand.as_str();
+
+        let t = Instant::now();
+        let message = match ParsedMessage::parse(sub.raw, &self.settings.parse_limits) {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                d.timings.parse_us = d.step("parse", "fail", e.to_string(), t);
+                return d.finish(brand, Some(Code::HeadersMissing), Params::default());
+            }
+        };
+        d.timings.parse_us = d.step("parse", "ok", String::new(), t);
+
+        let checks_started = Instant::now();
+        let t = Instant::now();
+        let outcome = check_headers(&message);
+        d.step("headers", outcome.label(), String::new(), t);
+        d.timings.checks_us = checks_started.elapsed().as_micros() as u64;
+        if let CheckOutcome::Fail(code, params) = outcome {
+            return d.finish(brand, Some(code), params);
+        }
+
+        self.run_stages(d, &message, sub)
+    }
+
+    fn run_stages(&self, mut d: Draft, message: &Arc<ParsedMessage>, sub: &Submission<'_>) -> Verdict {
+        let brand = self.settings.brand.as_str();
+        let ctx = StageContext {
+            runtime: &self.runtime,
+            message,
+            envelope: &sub.envelope,
+            auth: &sub.auth,
+            workspace: &sub.workspace,
+            output_limits: &self.settings.output_limits,
+        };
+        let tempfail = |mut d: Draft, stage: &str, t: Tempfail, since: Instant| {
+            d.step(stage, "tempfail", format!("{}: {}", t.policy, t.error), since);
+            d.finish(brand, Some(Code::InternalError), Params::default())
+        };
+
+        let t = Instant::now();
+        let scored = match stages::run_score(&ctx, &self.policies.scorers, &mut d.runs) {
+            Ok(s) => s,
+            Err(e) => return tempfail(d, "score", e, t),
+        };
+        let detail = if scored.shadow_symbols.is_empty() {
+            format!("{} symbols", scored.symbols.len())
+        } else {
+            format!("{} symbols; shadow: {}", scored.symbols.len(), names(&scored.shadow_symbols))
+        };
+        d.timings.score_us = d.step("score", "ok", detail, t);
+        let symbols: Vec<Symbol> = scored
+            .symbols
+            .iter()
+            .map(|s| Symbol { name: s.name.clone(), score: s.score, description: s.description.clone() })
+            .collect();
+
+        let t = Instant::now();
+        let decided = match stages::run_threshold(
+            &ctx,
+            &self.policies.threshold,
+            scored.total,
+            &symbols,
+            self.settings.dirty_limit,
+            &mut d.runs,
+        ) {
+            Ok(o) => o,
+            Err(e) => return tempfail(d, "threshold", e, t),
+        };
+        d.timings.threshold_us = d.step("threshold", decided.name(), decided.note.clone(), t);
+
+        let finish = |d: Draft, code: Option<Code>, route| {
+            let params = Params { note: decided.note.clone(), score: scored.total, ..Params::default() };
+            let mut v = d.finish(brand, code, params);
+            v.score = scored.total;
+            v.classification = Some(decided.name());
+            v.note = Some(decided.note.clone());
+            v.symbols = scored.symbols.clone();
+            v.route = route;
+            v
+        };
+        if decided.classification != Classification::Deliver {
+            return finish(d, Some(Code::Spam), None);
+        }
+
+        let t = Instant::now();
+        let route = match stages::run_route(&ctx, &self.policies.route, scored.total, &symbols, &mut d.runs) {
+            Ok(r) => r,
+            Err(e) => return tempfail(d, "route", e, t),
+        };
+        d.timings.route_us = d.step("route", "ok", format!("{} / {}", route.inbox, route.conversation), t);
+        finish(d, None, Some(route))
+    }
+}
+
+fn names(symbols: &[crate::verdict::SymbolOut]) -> String {
+    symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
