@@ -1,1 +1,7 @@
+//! End-to-end tests of the host: the real built components (default policies
+//! and purpose-built hostile guests), the pipeline, and the `postern` binary.
 
+mod cli;
+mod pipeline;
+mod sandbox;
+mod util;

@@ -39,6 +39,6 @@ pub fn run_score(
             policy: policy.manifest.name.clone(),
         }));
     }
-    out.total = out.symbols.iter().map(|s| s.score).sum();
+    out.total = out.symbols.iter().fold(0.0, |sum, s| sum + s.score);
     Ok(out)
 }
