@@ -2,7 +2,7 @@
 
 use postern_policy_sdk::{AuthResult, Authentication, Envelope, Message};
 
-use crate::text::{caps_ratio, domain_in_text, domain_of, is_ip_literal, org_domain, words};
+use crate::text::{caps_ratio, domain_in_text, domain_of, for_each_short_word_lower, is_ip_literal, org_domain, words};
 
 /// One rule: a symbol name, its default score and its meaning.
 #[derive(Debug)]
@@ -150,7 +150,7 @@ pub fn subject(msg: &Message, hits: &mut Hits) {
     let money = subject.contains('$')
         || words(subject).any(|w| {
             matches!(
-                w.as_str(),
+                w.to_lowercase().as_str(),
                 "free"
                     | "winner"
                     | "won"
@@ -171,78 +171,92 @@ pub fn subject(msg: &Message, hits: &mut Hits) {
     }
 }
 
-/// Spammy vocabulary, checked word by word (one pass over the text).
-fn is_spam_word(w: &str) -> bool {
-    matches!(
-        w,
-        "viagra"
-            | "cialis"
-            | "pharmacy"
-            | "lottery"
-            | "unsubscribe"
-            | "guaranteed"
-            | "guarantee"
-            | "investment"
-            | "mortgage"
-            | "refinance"
-            | "casino"
-            | "bonus"
-            | "winner"
-            | "congratulations"
-            | "inheritance"
-            | "beneficiary"
-            | "wire"
-            | "urgent"
-            | "confidential"
-            | "risk-free"
-            | "100%"
-            | "xxx"
-            | "sex"
-            | "dating"
-            | "singles"
-            | "replica"
-            | "rolex"
-            | "weight"
-            | "diet"
-            | "pills"
-            | "meds"
-            | "prescription"
-            | "discount"
-            | "cheap"
-            | "offer"
-            | "limited"
-            | "opt-out"
-            | "optout"
-            | "remove"
-            | "marketing"
-            | "stock"
-            | "promotion"
-    )
+/// Spammy vocabulary, checked word by word (one pass over the text); the
+/// word as a `'static` string when it is one.
+fn spam_word(w: &str) -> Option<&'static str> {
+    SPAM_WORDS.binary_search(&w).ok().map(|i| SPAM_WORDS[i])
 }
 
+/// Sorted, for binary search.
+const SPAM_WORDS: &[&str] = &[
+    "100%",
+    "beneficiary",
+    "bonus",
+    "casino",
+    "cheap",
+    "cialis",
+    "confidential",
+    "congratulations",
+    "dating",
+    "diet",
+    "discount",
+    "guarantee",
+    "guaranteed",
+    "inheritance",
+    "investment",
+    "limited",
+    "lottery",
+    "marketing",
+    "meds",
+    "mortgage",
+    "offer",
+    "opt-out",
+    "optout",
+    "pharmacy",
+    "pills",
+    "prescription",
+    "promotion",
+    "refinance",
+    "remove",
+    "replica",
+    "risk-free",
+    "rolex",
+    "sex",
+    "singles",
+    "stock",
+    "unsubscribe",
+    "urgent",
+    "viagra",
+    "weight",
+    "winner",
+    "wire",
+    "xxx",
+];
+
+
 /// Body text: emptiness, vocabulary, money density, shouting, hidden text.
+/// The text/plain parts and the HTML's text are read in place, one pass each.
 pub fn body(msg: &Message, hits: &mut Hits) {
-    let text = msg.all_text();
-    if text.trim().is_empty() {
+    let parts = [msg.text_body(), msg.html_text()];
+    if parts.iter().all(|p| p.trim().is_empty()) {
         hit(hits, &BODY_EMPTY, String::new());
         return;
     }
-    let mut found: Vec<String> = Vec::new();
+    let mut found: Vec<&'static str> = Vec::new();
     let mut total_words = 0usize;
-    for w in words(&text) {
-        total_words += 1;
-        if is_spam_word(&w) && !found.contains(&w) && found.len() < 5 {
-            found.push(w);
-        }
+    let (mut amounts, mut letters, mut upper) = (0usize, 0.0, 0.0);
+    for part in parts {
+        for_each_short_word_lower(part, |w| {
+            total_words += 1;
+            if let Some(word) = spam_word(w)
+                && !found.contains(&word)
+                && found.len() < 5
+            {
+                found.push(word);
+            }
+        });
+        amounts += part.bytes().filter(|&b| b == b'$').count() + part.matches(['€', '£']).count();
+        let n = part.chars().filter(|c| c.is_alphabetic()).count() as f64;
+        letters += n;
+        upper += caps_ratio(part, 0) * n;
     }
     if !found.is_empty() {
         hits.push(Hit { rule: &BODY_SPAM_WORDS, times: found.len() as f64, detail: found.join(", ") });
     }
-    let amounts = text.matches('$').count() + text.matches('€').count() + text.matches('£').count();
     if total_words > 0 && amounts >= 3 && amounts * 40 >= total_words {
         hit(hits, &BODY_MONEY, format!("{amounts} amounts"));
     }
-    if caps_ratio(&text, 200) > 0.6 {
+    if letters >= 200.0 && upper / letters > 0.6 {
         hit(hits, &BODY_CAPS, String::new());
     }
     let html = msg.html_body();
@@ -251,11 +265,8 @@ pub fn body(msg: &Message, hits: &mut Hits) {
             hit(hits, &HTML_ONLY_TINY_TEXT, String::new());
         }
         let lower = html.to_ascii_lowercase();
-        if lower.contains("display:none")
-            || lower.contains("display: none")
-            || lower.contains("font-size:0")
-            || lower.contains("font-size: 0")
-        {
+        let hidden = ["display:none", "display: none", "font-size:0", "font-size: 0", "visibility:hidden"];
+        if hidden.iter().any(|h| lower.contains(h)) {
             hit(hits, &HIDDEN_TEXT, String::new());
         }
     }

@@ -22,21 +22,44 @@ pub fn org_domain(host: &str) -> &str {
     &host[host.len() + 1 - cut..]
 }
 
-/// Lower-case words of a text (letters and digits), each at most 40 bytes.
-pub fn words(text: &str) -> impl Iterator<Item = String> + '_ {
-    text.split(|c: char| !c.is_alphanumeric() && c != '\'')
-        .filter(|w| !w.is_empty() && w.len() <= 40)
-        .map(str::to_lowercase)
+/// Words of a text: runs of letters, digits, `'`, `-` and `%`.
+pub fn words(text: &str) -> impl Iterator<Item = &str> + '_ {
+    text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '%'))).filter(|w| !w.is_empty())
+}
+
+/// Calls `f` with the ASCII-lower-cased form of each ASCII word of at most
+/// 24 bytes, without allocating (the scorer's hot loop over the body).
+pub fn for_each_short_word_lower(text: &str, mut f: impl FnMut(&str)) {
+    let mut buf = [0u8; 24];
+    for w in words(text) {
+        let (len, bytes) = (w.len(), w.as_bytes());
+        if len > buf.len() || !bytes.is_ascii() {
+            continue;
+        }
+        for (dst, src) in buf.iter_mut().zip(bytes) {
+            *dst = src.to_ascii_lowercase();
+        }
+        // ASCII in, ASCII out: always valid UTF-8.
+        if let Ok(lower) = std::str::from_utf8(&buf[..len]) {
+            f(lower);
+        }
+    }
 }
 
 /// Share of the letters of `text` that are upper case (0 when it has fewer
-/// than `min_letters` letters).
+/// than `min_letters` letters). ASCII is counted byte by byte; other
+/// letters through their Unicode properties.
 pub fn caps_ratio(text: &str, min_letters: usize) -> f64 {
     let (mut letters, mut upper) = (0usize, 0usize);
-    for c in text.chars().filter(|c| c.is_alphabetic()) {
-        letters += 1;
-        if c.is_uppercase() {
-            upper += 1;
+    if text.is_ascii() {
+        for b in text.bytes() {
+            letters += b.is_ascii_alphabetic() as usize;
+            upper += b.is_ascii_uppercase() as usize;
+        }
+    } else {
+        for c in text.chars().filter(|c| c.is_alphabetic()) {
+            letters += 1;
+            upper += c.is_uppercase() as usize;
         }
     }
     if letters < min_letters { 0.0 } else { upper as f64 / letters as f64 }
@@ -93,5 +116,12 @@ mod tests {
         assert!(caps_ratio("FREE MONEY NOW", 5) > 0.99);
         assert_eq!(caps_ratio("OK", 5), 0.0);
         assert_eq!(domain_of("Bob <bob@Example.COM>"), "example.com");
+    }
+
+    #[test]
+    fn short_words_are_lower_cased_without_allocating() {
+        let mut seen = Vec::new();
+        for_each_short_word_lower("FREE Viagra, 100% risk-free! Ünïcode-words-are-skipped", |w| seen.push(w.to_string()));
+        assert_eq!(seen, vec!["free", "viagra", "100%", "risk-free"]);
     }
 }
