@@ -34,7 +34,12 @@ fn context() -> (Envelope, Authentication, Workspace) {
             spf_mail_from: spf.clone(),
             spf_helo: spf,
             dkim: vec![],
-            dmarc: Dmarc { result: AuthResult::Pass, policy: DmarcPolicy::None, spf_aligned: true, dkim_aligned: false },
+            dmarc: Dmarc {
+                result: AuthResult::Pass,
+                policy: DmarcPolicy::None,
+                spf_aligned: true,
+                dkim_aligned: false,
+            },
         },
         Workspace { id: "acme".into(), junk_filter: true, kind: MailKind::NewMail, settings: vec![] },
     )
@@ -105,7 +110,9 @@ fn stages(c: &mut Criterion) {
     let runtime = Runtime::new(&EngineOptions::default()).unwrap();
     let mut g = c.benchmark_group("compile");
     g.sample_size(10);
-    g.bench_function("spam_score", |b| b.iter(|| black_box(runtime.load(builtin::SPAM_SCORE.wasm, Stage::Score).unwrap())));
+    g.bench_function("spam_score", |b| {
+        b.iter(|| black_box(runtime.load(builtin::SPAM_SCORE.wasm, Stage::Score).unwrap()))
+    });
     g.finish();
 }
 

@@ -26,11 +26,25 @@ fn main() {
         spf_mail_from: spf.clone(),
         spf_helo: spf,
         dkim: vec![],
-        dmarc: Dmarc { result: AuthResult::NotChecked, policy: DmarcPolicy::Unspecified, spf_aligned: false, dkim_aligned: false },
+        dmarc: Dmarc {
+            result: AuthResult::NotChecked,
+            policy: DmarcPolicy::Unspecified,
+            spf_aligned: false,
+            dkim_aligned: false,
+        },
     };
-    let envelope = Envelope { client_ip: "127.0.0.1".into(), helo: "h".into(), mail_from: "a@b.test".into(), rcpt_to: vec![] };
+    let envelope =
+        Envelope { client_ip: "127.0.0.1".into(), helo: "h".into(), mail_from: "a@b.test".into(), rcpt_to: vec![] };
     let workspace = Workspace { id: "w".into(), junk_filter: true, kind: MailKind::NewMail, settings: vec![] };
-    let input = CallInput { message: &msg, envelope: &envelope, auth: &auth, workspace: &workspace, config: &policy.config_json, score: 1.0, symbols: &[] };
+    let input = CallInput {
+        message: &msg,
+        envelope: &envelope,
+        auth: &auth,
+        workspace: &workspace,
+        config: &policy.config_json,
+        score: 1.0,
+        symbols: &[],
+    };
     let (mut inst, mut call) = (0u128, 0u128);
     for _ in 0..n {
         let out = runtime.call(&policy.compiled, &input, &CallLimits::default(), &OutputLimits::default());
@@ -38,5 +52,9 @@ fn main() {
         inst += out.instantiate.as_nanos();
         call += out.call.as_nanos();
     }
-    println!("{stage}: instantiate {:.2} µs, call {:.2} µs (mean of {n})", inst as f64 / n as f64 / 1000.0, call as f64 / n as f64 / 1000.0);
+    println!(
+        "{stage}: instantiate {:.2} µs, call {:.2} µs (mean of {n})",
+        inst as f64 / n as f64 / 1000.0,
+        call as f64 / n as f64 / 1000.0
+    );
 }

@@ -12,7 +12,10 @@ fn postern(args: &[&str]) -> std::process::Output {
 
 fn verdicts(out: &std::process::Output) -> Vec<Value> {
     assert!(out.status.success(), "postern failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).expect("one JSON verdict per line")).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON verdict per line"))
+        .collect()
 }
 
 #[test]
@@ -26,7 +29,9 @@ fn check_json_prints_the_verdict_with_symbols_policies_and_timings() {
     assert_eq!(v["smtp"]["enhanced"], "5.7.1");
     assert!(v["smtp"]["text"].as_str().unwrap().starts_with("Your email has been classified as spam"));
     assert!(v["score"].as_f64().unwrap() > 6.0);
-    assert!(v["symbols"].as_array().unwrap().iter().any(|s| s["name"] == "URL_IP_LITERAL" && s["policy"] == "spam-score"));
+    assert!(
+        v["symbols"].as_array().unwrap().iter().any(|s| s["name"] == "URL_IP_LITERAL" && s["policy"] == "spam-score")
+    );
     let policies = v["policies"].as_array().unwrap();
     assert_eq!(policies[0]["name"], "spam-score");
     assert_eq!(policies[0]["version"], "0.1.0");

@@ -114,10 +114,7 @@ fn missing_and_unacceptable_headers_stop_before_any_policy() {
 
 #[test]
 fn a_failing_scorer_with_tempfail_makes_the_sender_retry() {
-    let looping = policy(
-        guest!("guest_loop"),
-        &manifest("looper", "score", "tempfail", "[limits]\ntime_ms = 20\n"),
-    );
+    let looping = policy(guest!("guest_loop"), &manifest("looper", "score", "tempfail", "[limits]\ntime_ms = 20\n"));
     let set = PolicySet { scorers: vec![looping], ..defaults() };
     let v = judge(set, "clean.eml", MailKind::NewMail, true);
     assert_eq!(v.action, Action::Tempfail);
@@ -160,5 +157,9 @@ fn shadow_scorers_are_recorded_but_not_counted() {
     assert_eq!(v.action, Action::Accept, "shadow symbols must not count");
     assert_eq!(v.score, 0.0);
     let score_step = v.trace.iter().find(|t| t.step == "score").expect("score step");
-    assert!(score_step.detail.contains("shadow: ") && score_step.detail.contains("URL_IP_LITERAL"), "{}", score_step.detail);
+    assert!(
+        score_step.detail.contains("shadow: ") && score_step.detail.contains("URL_IP_LITERAL"),
+        "{}",
+        score_step.detail
+    );
 }

@@ -163,7 +163,8 @@ fn each_call_gets_a_fresh_instance_after_a_trap() {
     let msg = parsed("spam-dirty.eml");
     let ctx = Context::new(MailKind::NewMail, true);
     for _ in 0..3 {
-        let out = runtime().call(&scorer.compiled, &ctx.input(&msg, "{}"), &CallLimits::default(), &OutputLimits::default());
+        let out =
+            runtime().call(&scorer.compiled, &ctx.input(&msg, "{}"), &CallLimits::default(), &OutputLimits::default());
         assert!(matches!(out.result, Ok(StageOutput::Symbols(ref s)) if !s.is_empty()), "{:?}", out.result);
     }
 }

@@ -80,7 +80,8 @@ fn read_message(file: &PathBuf) -> Result<Vec<u8>> {
 /// The envelope from the flags, defaulting to the message's own addresses.
 fn envelope_for(args: &CheckArgs, raw: &[u8], limits: ParseLimits) -> Envelope {
     // Parsed here only to default the envelope; the pipeline parses for real.
-    let parsed = (args.mail_from.is_none() || args.rcpt.is_none()).then(|| ParsedMessage::parse(raw, &limits).ok()).flatten();
+    let parsed =
+        (args.mail_from.is_none() || args.rcpt.is_none()).then(|| ParsedMessage::parse(raw, &limits).ok()).flatten();
     let first = |f: fn(&ParsedMessage) -> &Vec<crate::runtime::types::Address>| {
         parsed.as_ref().and_then(|p| f(p).first()).map(|a| a.address.clone())
     };

@@ -8,9 +8,11 @@
 use postern_policy_sdk::{ScoreInput, Symbol, score};
 
 mod rules;
+mod scan;
 mod text;
 
 pub use rules::RULES;
+pub use scan::SPAM_WORDS;
 
 /// Scores one message.
 #[score]

@@ -2,7 +2,8 @@
 
 use postern_policy_sdk::{AuthResult, Authentication, Envelope, Message};
 
-use crate::text::{caps_ratio, domain_in_text, domain_of, for_each_short_word_lower, is_ip_literal, org_domain, words};
+use crate::scan::{BodyStats, hides_text};
+use crate::text::{caps_ratio, domain_in_text, domain_of, is_ip_literal, org_domain, words};
 
 /// One rule: a symbol name, its default score and its meaning.
 #[derive(Debug)]
@@ -171,102 +172,37 @@ pub fn subject(msg: &Message, hits: &mut Hits) {
     }
 }
 
-/// Spammy vocabulary, checked word by word (one pass over the text); the
-/// word as a `'static` string when it is one.
-fn spam_word(w: &str) -> Option<&'static str> {
-    SPAM_WORDS.binary_search(&w).ok().map(|i| SPAM_WORDS[i])
-}
-
-/// Sorted, for binary search.
-const SPAM_WORDS: &[&str] = &[
-    "100%",
-    "beneficiary",
-    "bonus",
-    "casino",
-    "cheap",
-    "cialis",
-    "confidential",
-    "congratulations",
-    "dating",
-    "diet",
-    "discount",
-    "guarantee",
-    "guaranteed",
-    "inheritance",
-    "investment",
-    "limited",
-    "lottery",
-    "marketing",
-    "meds",
-    "mortgage",
-    "offer",
-    "opt-out",
-    "optout",
-    "pharmacy",
-    "pills",
-    "prescription",
-    "promotion",
-    "refinance",
-    "remove",
-    "replica",
-    "risk-free",
-    "rolex",
-    "sex",
-    "singles",
-    "stock",
-    "unsubscribe",
-    "urgent",
-    "viagra",
-    "weight",
-    "winner",
-    "wire",
-    "xxx",
-];
-
-
 /// Body text: emptiness, vocabulary, money density, shouting, hidden text.
-/// The text/plain parts and the HTML's text are read in place, one pass each.
+/// The text/plain parts and the HTML's text are each scanned once, in place.
 pub fn body(msg: &Message, hits: &mut Hits) {
     let parts = [msg.text_body(), msg.html_text()];
     if parts.iter().all(|p| p.trim().is_empty()) {
         hit(hits, &BODY_EMPTY, String::new());
         return;
     }
-    let mut found: Vec<&'static str> = Vec::new();
-    let mut total_words = 0usize;
-    let (mut amounts, mut letters, mut upper) = (0usize, 0.0, 0.0);
+    let mut stats = BodyStats::default();
     for part in parts {
-        for_each_short_word_lower(part, |w| {
-            total_words += 1;
-            if let Some(word) = spam_word(w)
-                && !found.contains(&word)
-                && found.len() < 5
-            {
-                found.push(word);
-            }
+        stats.scan(part);
+    }
+    if !stats.spam_words.is_empty() {
+        hits.push(Hit {
+            rule: &BODY_SPAM_WORDS,
+            times: stats.spam_words.len() as f64,
+            detail: stats.spam_words.join(", "),
         });
-        amounts += part.bytes().filter(|&b| b == b'$').count() + part.matches(['€', '£']).count();
-        let n = part.chars().filter(|c| c.is_alphabetic()).count() as f64;
-        letters += n;
-        upper += caps_ratio(part, 0) * n;
     }
-    if !found.is_empty() {
-        hits.push(Hit { rule: &BODY_SPAM_WORDS, times: found.len() as f64, detail: found.join(", ") });
+    if stats.words > 0 && stats.money_signs >= 3 && stats.money_signs * 40 >= stats.words {
+        hit(hits, &BODY_MONEY, format!("{} amounts", stats.money_signs));
     }
-    if total_words > 0 && amounts >= 3 && amounts * 40 >= total_words {
-        hit(hits, &BODY_MONEY, format!("{amounts} amounts"));
-    }
-    if letters >= 200.0 && upper / letters > 0.6 {
+    if stats.letters >= 200 && stats.capitals * 10 > stats.letters * 6 {
         hit(hits, &BODY_CAPS, String::new());
     }
     let html = msg.html_body();
     if !html.is_empty() {
-        if msg.text_body().trim().is_empty() && msg.html_text().split_whitespace().count() < 5 {
+        if msg.text_body().trim().is_empty() && msg.html_text().split_whitespace().nth(4).is_none() {
             hit(hits, &HTML_ONLY_TINY_TEXT, String::new());
         }
-        let lower = html.to_ascii_lowercase();
-        let hidden = ["display:none", "display: none", "font-size:0", "font-size: 0", "visibility:hidden"];
-        if hidden.iter().any(|h| lower.contains(h)) {
+        if hides_text(html) {
             hit(hits, &HIDDEN_TEXT, String::new());
         }
     }

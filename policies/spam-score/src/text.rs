@@ -27,25 +27,6 @@ pub fn words(text: &str) -> impl Iterator<Item = &str> + '_ {
     text.split(|c: char| !(c.is_alphanumeric() || matches!(c, '\'' | '-' | '%'))).filter(|w| !w.is_empty())
 }
 
-/// Calls `f` with the ASCII-lower-cased form of each ASCII word of at most
-/// 24 bytes, without allocating (the scorer's hot loop over the body).
-pub fn for_each_short_word_lower(text: &str, mut f: impl FnMut(&str)) {
-    let mut buf = [0u8; 24];
-    for w in words(text) {
-        let (len, bytes) = (w.len(), w.as_bytes());
-        if len > buf.len() || !bytes.is_ascii() {
-            continue;
-        }
-        for (dst, src) in buf.iter_mut().zip(bytes) {
-            *dst = src.to_ascii_lowercase();
-        }
-        // ASCII in, ASCII out: always valid UTF-8.
-        if let Ok(lower) = std::str::from_utf8(&buf[..len]) {
-            f(lower);
-        }
-    }
-}
-
 /// Share of the letters of `text` that are upper case (0 when it has fewer
 /// than `min_letters` letters). ASCII is counted byte by byte; other
 /// letters through their Unicode properties.
@@ -116,12 +97,5 @@ mod tests {
         assert!(caps_ratio("FREE MONEY NOW", 5) > 0.99);
         assert_eq!(caps_ratio("OK", 5), 0.0);
         assert_eq!(domain_of("Bob <bob@Example.COM>"), "example.com");
-    }
-
-    #[test]
-    fn short_words_are_lower_cased_without_allocating() {
-        let mut seen = Vec::new();
-        for_each_short_word_lower("FREE Viagra, 100% risk-free! Ünïcode-words-are-skipped", |w| seen.push(w.to_string()));
-        assert_eq!(seen, vec!["free", "viagra", "100%", "risk-free"]);
     }
 }
