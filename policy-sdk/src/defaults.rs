@@ -1,6 +1,9 @@
 //! `Default` values of the contract's types, so native tests state only what
 //! matters to them. Authentication defaults to "not checked", never to a
 //! failure.
+//!
+//! The types are generated from the WIT, so these cannot be derived.
+#![allow(clippy::derivable_impls)]
 
 use crate::{AuthResult, Authentication, Dmarc, DmarcPolicy, Envelope, MailKind, Priority, Spf, Workspace};
 

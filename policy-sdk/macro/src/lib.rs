@@ -48,6 +48,13 @@ fn expand(attr: TokenStream, item: TokenStream, stage: Stage) -> TokenStream {
     let name = &func.sig.ident;
     let module = format_ident!("__postern_export_{}", name);
     let sdk = quote!(::postern_policy_sdk);
+    // Uses the function on every target (no dead-code warning in a native
+    // build) and checks its signature there too, with a readable error.
+    let input = match stage {
+        Stage::Score => quote!(#sdk::ScoreInput<'_>),
+        Stage::Threshold => quote!(#sdk::ThresholdInput<'_>),
+        Stage::Route => quote!(#sdk::RouteInput<'_>),
+    };
     let (world, guest) = match stage {
         Stage::Score => (
             "score",
@@ -88,6 +95,10 @@ fn expand(attr: TokenStream, item: TokenStream, stage: Stage) -> TokenStream {
     };
     quote! {
         #func
+
+        const _: () = {
+            let _: fn(&#input) -> _ = #name;
+        };
 
         #[cfg(target_arch = "wasm32")]
         #[doc(hidden)]
