@@ -8,19 +8,29 @@
 //! ## Layout, in the order a message flows
 //! - [`message`]: parse the raw bytes once (mail-parser) into the model that
 //!   checks and policies read;
-//! - [`checks`]: the fixed checks, first failure wins;
+//! - [`checks`]: the fixed checks, first failure wins, using
+//!   [`directory`] (workspaces, domains, sessions), [`dns`] (mail-auth's
+//!   resolver, caches, the offline zone server) and [`state`] (rate
+//!   counters, text fingerprints);
 //! - [`stages`]: the policy stages, score → threshold → route;
 //! - [`verdict`]: accept / reject / tempfail, the error catalog, the trace;
 //! - [`pipeline`]: the above in order, one call per message;
 //! - [`policy`]: manifests, loaded policies, the embedded defaults;
 //! - [`runtime`]: the sandboxed wasmtime runtime the stages call;
+//! - [`config`] and [`setup`]: the configuration file and assembling a
+//!   pipeline from it;
 //! - [`cli`]: the `postern` command line.
 
 pub mod checks;
 pub mod cli;
+pub mod config;
+pub mod directory;
+pub mod dns;
 pub mod message;
 pub mod pipeline;
 pub mod policy;
 pub mod runtime;
+pub mod setup;
 pub mod stages;
+pub mod state;
 pub mod verdict;

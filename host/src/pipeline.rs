@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::checks::{CheckOutcome, headers::check_headers};
+use crate::checks::FixedChecks;
 use crate::message::{ParseLimits, ParsedMessage};
 use crate::policy::PolicySet;
 use crate::runtime::types::{Authentication, Classification, Envelope, Symbol, Workspace};
@@ -44,15 +44,18 @@ pub struct Submission<'a> {
     pub raw: &'a [u8],
     /// Its envelope.
     pub envelope: Envelope,
-    /// The workspace it is for.
-    pub workspace: Workspace,
-    /// Authentication results (all `not-checked` until the checks run).
-    pub auth: Authentication,
 }
 
 /// Parse → checks → stages → verdict.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
+    stages: Arc<Stages>,
+    checks: FixedChecks,
+}
+
+/// What the policy stages need, shared with the thread that runs them.
+#[derive(Debug)]
+struct Stages {
     runtime: Arc<Runtime>,
     policies: PolicySet,
     settings: Settings,
@@ -97,28 +100,33 @@ impl Draft {
 }
 
 impl Pipeline {
-    /// A pipeline over a runtime and its policies.
-    pub fn new(runtime: Arc<Runtime>, policies: PolicySet, settings: Settings) -> Self {
-        Pipeline { runtime, policies, settings }
+    /// A pipeline over a runtime, its policies and the fixed checks.
+    pub fn new(runtime: Arc<Runtime>, policies: PolicySet, settings: Settings, checks: FixedChecks) -> Self {
+        Pipeline { stages: Arc::new(Stages { runtime, policies, settings }), checks }
+    }
+
+    /// The fixed checks.
+    pub fn checks(&self) -> &FixedChecks {
+        &self.checks
     }
 
     /// The settings.
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.stages.settings
     }
 
     /// The policies in use.
     pub fn policies(&self) -> &PolicySet {
-        &self.policies
+        &self.stages.policies
     }
 
     /// Judges one message.
-    pub fn check(&self, sub: &Submission<'_>) -> Verdict {
+    pub async fn check(&self, sub: &Submission<'_>) -> Verdict {
         let mut d = Draft { started: Instant::now(), trace: Vec::new(), runs: Vec::new(), timings: Timings::default() };
-        let brand = self.settings.brand.as_str();
+        let brand = self.stages.settings.brand.as_str();
 
         let t = Instant::now();
-        let message = match ParsedMessage::parse(sub.raw, &self.settings.parse_limits) {
+        let message = match ParsedMessage::parse(sub.raw, &self.stages.settings.parse_limits) {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 d.timings.parse_us = d.step("parse", "fail", e.to_string(), t);
@@ -127,26 +135,44 @@ impl Pipeline {
         };
         d.timings.parse_us = d.step("parse", "ok", String::new(), t);
 
-        let checks_started = Instant::now();
         let t = Instant::now();
-        let outcome = check_headers(&message);
-        d.step("headers", outcome.label(), String::new(), t);
-        d.timings.checks_us = checks_started.elapsed().as_micros() as u64;
-        if let CheckOutcome::Fail(code, params) = outcome {
-            return d.finish(brand, Some(code), params);
-        }
-
-        self.run_stages(d, &message, sub)
+        let run = self.checks.run(&message, sub.raw, &sub.envelope).await;
+        d.timings.checks_us = t.elapsed().as_micros() as u64;
+        d.trace.extend(run.trace.iter().cloned());
+        let verdict = match &run.failure {
+            Some((code, params)) => d.finish(brand, Some(*code), params.clone()),
+            None => {
+                let (stages, envelope) = (self.stages.clone(), sub.envelope.clone());
+                let (workspace, auth) = (run.workspace.clone(), run.auth.clone());
+                let started = d.started;
+                off_async(move || stages.run(d, &message, &envelope, &workspace, &auth)).await.unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "policy stages failed");
+                    let d = Draft { started, trace: Vec::new(), runs: Vec::new(), timings: Timings::default() };
+                    d.finish(brand, Some(Code::InternalError), Params::default())
+                })
+            }
+        };
+        self.checks.commit(&run, verdict.action != Action::Tempfail);
+        verdict
     }
+}
 
-    fn run_stages(&self, mut d: Draft, message: &Arc<ParsedMessage>, sub: &Submission<'_>) -> Verdict {
+impl Stages {
+    fn run(
+        &self,
+        mut d: Draft,
+        message: &Arc<ParsedMessage>,
+        envelope: &Envelope,
+        workspace: &Workspace,
+        auth: &Authentication,
+    ) -> Verdict {
         let brand = self.settings.brand.as_str();
         let ctx = StageContext {
             runtime: &self.runtime,
             message,
-            envelope: &sub.envelope,
-            auth: &sub.auth,
-            workspace: &sub.workspace,
+            envelope,
+            auth,
+            workspace,
             output_limits: &self.settings.output_limits,
         };
         let tempfail = |mut d: Draft, stage: &str, t: Tempfail, since: Instant| {
@@ -211,4 +237,16 @@ impl Pipeline {
 
 fn names(symbols: &[crate::verdict::SymbolOut]) -> String {
     symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Runs blocking policy work off the async executor. wasmtime-wasi's
+/// synchronous host functions (a guest writing to stdout, say) block on the
+/// ambient tokio runtime, which panics on an executor thread.
+async fn off_async<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> Result<R, String> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(f)),
+        Ok(_) => tokio::task::spawn_blocking(f).await.map_err(|e| e.to_string()),
+        Err(_) => Ok(f()),
+    }
 }

@@ -1,18 +1,16 @@
 //! The pipeline with the real default components: verdicts, catalog texts,
 //! routes, policy versions, and each failure mode of a policy.
 
-use postern::pipeline::{Pipeline, Settings, Submission};
 use postern::policy::{PolicySet, builtin};
 use postern::runtime::types::MailKind;
 use postern::verdict::{Action, Code, Verdict};
 
-use crate::util::{Context, defaults, fixture_bytes, guest, policy, runtime};
+use crate::util::{defaults, guest, judge_in, policy};
 
+/// Judges a fixture with no DNS and a one-workspace directory (`acme`, with
+/// the junk filter as given) where a reply session `s-0001` exists.
 fn judge(set: PolicySet, fixture: &str, kind: MailKind, junk_filter: bool) -> Verdict {
-    let pipeline = Pipeline::new(runtime(), set, Settings::default());
-    let raw = fixture_bytes(fixture);
-    let ctx = Context::new(kind, junk_filter);
-    pipeline.check(&Submission { raw: &raw, envelope: ctx.envelope, workspace: ctx.workspace, auth: ctx.auth })
+    judge_in(set, fixture, kind, junk_filter)
 }
 
 fn manifest(name: &str, stage: &str, on_error: &str, extra: &str) -> String {
@@ -39,7 +37,25 @@ fn clean_mail_is_accepted_as_a_new_conversation_with_every_policy_named() {
         assert_eq!(p.scope, "platform");
     }
     let steps: Vec<_> = v.trace.iter().map(|t| t.step.as_str()).collect();
-    assert_eq!(steps, vec!["parse", "headers", "score", "threshold", "route"]);
+    assert_eq!(
+        steps,
+        vec![
+            "parse",
+            "recipient",
+            "headers",
+            "text_size",
+            "duplicate",
+            "rate_limit",
+            "mx",
+            "auth",
+            "dmarc",
+            "score",
+            "threshold",
+            "route"
+        ]
+    );
+    let dns_steps: Vec<_> = v.trace.iter().filter(|t| ["mx", "auth", "dmarc"].contains(&t.step.as_str())).collect();
+    assert!(dns_steps.iter().all(|t| t.outcome == "skipped" && t.detail == "no DNS configured"));
 }
 
 #[test]
@@ -162,4 +178,18 @@ fn shadow_scorers_are_recorded_but_not_counted() {
         "{}",
         score_step.detail
     );
+}
+
+#[test]
+fn a_guest_writing_to_stderr_inside_a_multi_thread_runtime_is_contained() {
+    // Regression: wasmtime-wasi's synchronous stream functions block on the
+    // ambient runtime; on an executor thread that used to panic the host.
+    let panicky = policy(guest!("guest_panic"), &manifest("panicky", "score", "skip", ""));
+    let set = PolicySet { scorers: vec![panicky], ..defaults() };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let v = rt
+        .block_on(async move { tokio::spawn(async move { crate::util::judge_async(set, "clean.eml").await }).await })
+        .expect("no panic");
+    assert_eq!(v.policies[0].outcome, "trap");
+    assert_eq!(v.action, Action::Accept);
 }

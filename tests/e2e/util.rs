@@ -93,3 +93,58 @@ impl Context {
         }
     }
 }
+
+/// Judges `fixture` through a pipeline with `set`, no DNS, and a directory
+/// holding workspace `acme` (bound to `support.acme.test`, junk filter as
+/// given) with sessions `s-0001` and `s-9`; `kind` picks the recipient (new
+/// mail to the bound domain, or a reply to the session's address).
+pub fn judge_in(set: PolicySet, fixture: &str, kind: MailKind, junk_filter: bool) -> postern::verdict::Verdict {
+    block_on(judge_with(set, fixture, kind, junk_filter))
+}
+
+/// `judge_in` for a caller already inside a runtime (new mail, filter on).
+pub async fn judge_async(set: PolicySet, fixture: &str) -> postern::verdict::Verdict {
+    judge_with(set, fixture, MailKind::NewMail, true).await
+}
+
+async fn judge_with(set: PolicySet, fixture: &str, kind: MailKind, junk_filter: bool) -> postern::verdict::Verdict {
+    use postern::checks::{CheckSettings, FixedChecks};
+    use postern::pipeline::{Pipeline, Settings, Submission};
+    let dir = std::env::temp_dir().join(format!("postern-e2e-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("workspaces.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[[workspace]]\nid = \"acme\"\ndomains = [\"support.acme.test\"]\njunk_filter = {junk_filter}\n\
+             [[session]]\nid = \"s-0001\"\nworkspace = \"acme\"\n[[session]]\nid = \"s-9\"\nworkspace = \"acme\"\n"
+        ),
+    )
+    .unwrap();
+    let directory = postern::directory::FileDirectory::load(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let checks = FixedChecks {
+        settings: CheckSettings { reply_domain: Some("reply.example.test".into()), ..CheckSettings::default() },
+        directory: Some(Arc::new(directory)),
+        ..FixedChecks::offline()
+    };
+    let pipeline = Pipeline::new(runtime(), set, Settings::default(), checks);
+    let raw = fixture_bytes(fixture);
+    let mut ctx = Context::new(kind.clone(), junk_filter);
+    ctx.envelope.rcpt_to = vec![match kind {
+        MailKind::NewMail => "help@support.acme.test".to_string(),
+        MailKind::Reply(session) => format!("acme+{session}@reply.example.test"),
+    }];
+    pipeline.check(&Submission { raw: &raw, envelope: ctx.envelope }).await
+}
+
+/// Runs a future to completion on a fresh current-thread runtime.
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio").block_on(f)
+}
+
+fn unique() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}

@@ -8,11 +8,14 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::checks::CheckName;
+use crate::config::Config;
 use crate::message::{ParseLimits, ParsedMessage};
-use crate::pipeline::{Pipeline, Settings, Submission};
+use crate::pipeline::Submission;
 use crate::policy::builtin;
-use crate::runtime::types::{Authentication, Envelope, MailKind, Workspace};
+use crate::runtime::types::Envelope;
 use crate::runtime::{EngineOptions, Runtime};
+use crate::setup::{Overrides, build_pipeline, memory_state};
 use crate::verdict::Verdict;
 
 /// Largest message `check` reads.
@@ -39,22 +42,54 @@ pub struct CheckArgs {
     /// Print JSON (one verdict per line) instead of a summary.
     #[arg(long)]
     json: bool,
+    /// Configuration file (TOML). Without one, the checks that need DNS or
+    /// the workspace directory are skipped unless --dns-zone / --directory
+    /// are given.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Answer DNS from this zone file (RFC 1035 master-file format),
+    /// overriding the config's [dns].
+    #[arg(long, value_name = "FILE")]
+    dns_zone: Option<PathBuf>,
+    /// Workspace directory file, overriding the config's [directory].
+    #[arg(long, value_name = "FILE")]
+    directory: Option<PathBuf>,
+    /// Fixed checks to skip, comma-separated: recipient, headers, text_size,
+    /// duplicate, rate_limit, mx, auth, dmarc.
+    #[arg(long, value_name = "CHECK,…", value_delimiter = ',', value_parser = parse_check)]
+    skip: Vec<CheckName>,
+}
+
+fn parse_check(s: &str) -> Result<CheckName, String> {
+    CheckName::parse(s)
 }
 
 /// Runs `check`.
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
+    let config = match &args.config {
+        Some(path) => Some(Config::load(path)?),
+        None => None,
+    };
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    tokio.block_on(check_files(&args, config.as_ref()))
+}
+
+async fn check_files(args: &CheckArgs, config: Option<&Config>) -> Result<ExitCode> {
     let runtime = Arc::new(Runtime::new(&EngineOptions::default()).context("start the WebAssembly runtime")?);
     let policies = builtin::load_defaults(&runtime).context("load the built-in policies")?;
-    let pipeline = Pipeline::new(runtime, policies, Settings::default());
+    let overrides =
+        Overrides { dns_zone: args.dns_zone.clone(), directory: args.directory.clone(), skip: args.skip.clone() };
+    let pipeline = build_pipeline(config, &overrides, runtime, policies, memory_state()).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &args.files {
         let raw = read_message(file)?;
-        let envelope = envelope_for(&args, &raw, pipeline.settings().parse_limits.clone());
-        let workspace =
-            Workspace { id: "default".into(), junk_filter: true, kind: MailKind::NewMail, settings: vec![] };
-        let sub = Submission { raw: &raw, envelope, workspace, auth: not_checked() };
-        let mut verdict = pipeline.check(&sub);
+        let envelope = envelope_for(args, &raw, pipeline.settings().parse_limits.clone());
+        let mut verdict = pipeline.check(&Submission { raw: &raw, envelope }).await;
         verdict.file = Some(file.display().to_string());
         if args.json {
             serde_json::to_writer(&mut out, &verdict)?;
@@ -95,23 +130,6 @@ fn envelope_for(args: &CheckArgs, raw: &[u8], limits: ParseLimits) -> Envelope {
         None => first(|p| &p.to).unwrap_or_else(|| "postmaster@localhost".into()),
     };
     Envelope { client_ip: args.client_ip.to_string(), helo: args.helo.clone(), mail_from, rcpt_to: vec![rcpt] }
-}
-
-/// Authentication before the fixed checks exist for this message.
-fn not_checked() -> Authentication {
-    use crate::runtime::types::{AuthResult, Dmarc, DmarcPolicy, Spf};
-    let spf = Spf { domain: String::new(), result: AuthResult::NotChecked };
-    Authentication {
-        spf_mail_from: spf.clone(),
-        spf_helo: spf,
-        dkim: vec![],
-        dmarc: Dmarc {
-            result: AuthResult::NotChecked,
-            policy: DmarcPolicy::Unspecified,
-            spf_aligned: false,
-            dkim_aligned: false,
-        },
-    }
 }
 
 /// The readable form of a verdict.

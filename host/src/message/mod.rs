@@ -68,6 +68,8 @@ pub struct ParsedMessage {
     pub links: Vec<Link>,
     /// Raw size in bytes.
     pub size: u64,
+    /// Decoded size of all text and HTML body parts, before any cap.
+    pub text_bytes: u64,
 }
 
 impl ParsedMessage {
@@ -86,6 +88,7 @@ impl ParsedMessage {
 
         let mut text_body = String::new();
         let mut html_body = String::new();
+        let mut text_bytes = 0u64;
         for part in msg.parts.iter() {
             let is_attachment =
                 part.content_disposition().is_some_and(|d| d.is_attachment()) || part.attachment_name().is_some();
@@ -93,8 +96,14 @@ impl ParsedMessage {
                 continue;
             }
             match &part.body {
-                PartType::Text(t) => push_capped(&mut text_body, t, "\n\n", limits.max_body_bytes),
-                PartType::Html(h) => push_capped(&mut html_body, h, "\n", limits.max_body_bytes),
+                PartType::Text(t) => {
+                    text_bytes += t.len() as u64;
+                    push_capped(&mut text_body, t, "\n\n", limits.max_body_bytes)
+                }
+                PartType::Html(h) => {
+                    text_bytes += h.len() as u64;
+                    push_capped(&mut html_body, h, "\n", limits.max_body_bytes)
+                }
                 _ => {}
             }
         }
@@ -131,6 +140,7 @@ impl ParsedMessage {
             attachments,
             links,
             size: raw.len() as u64,
+            text_bytes,
         })
     }
 

@@ -1,0 +1,106 @@
+//! Assembling a pipeline from a configuration: DNS source, workspace
+//! directory, state, limits. Shared by `postern check` and the server.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::checks::{CheckName, CheckSettings, FixedChecks};
+use crate::config::Config;
+use crate::directory::{DirectoryError, FileDirectory};
+use crate::dns::{Dns, DnsError, DnsSource};
+use crate::pipeline::{Pipeline, Settings};
+use crate::policy::PolicySet;
+use crate::runtime::Runtime;
+use crate::state::{MemoryState, RateLimit, StateStore};
+
+/// Command-line overrides of a configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--dns-zone FILE`.
+    pub dns_zone: Option<PathBuf>,
+    /// `--directory FILE`.
+    pub directory: Option<PathBuf>,
+    /// `--skip CHECK,…`.
+    pub skip: Vec<CheckName>,
+}
+
+/// What can stop a pipeline from being assembled.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    /// DNS cannot be set up.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    /// The directory cannot be loaded.
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+}
+
+/// Where DNS answers come from: `--dns-zone`, else the config's `[dns]`
+/// (zone file, nameserver, or the system resolver). With neither a config
+/// file nor `--dns-zone`, no DNS: the checks that need it are skipped.
+pub fn dns_source(config: Option<&Config>, overrides: &Overrides) -> Option<DnsSource> {
+    if let Some(zone) = &overrides.dns_zone {
+        return Some(DnsSource::ZoneFile(zone.clone()));
+    }
+    let config = config?;
+    Some(match (&config.dns.zone_file, &config.dns.nameserver) {
+        (Some(zone), _) => DnsSource::ZoneFile(config.resolve(zone)),
+        (None, Some(ns)) => match ns.parse::<SocketAddr>() {
+            Ok(addr) => DnsSource::Nameserver(addr),
+            Err(_) => DnsSource::System, // refused by Config::parse already
+        },
+        (None, None) => DnsSource::System,
+    })
+}
+
+/// Builds the pipeline. Must run inside a tokio runtime (DNS lives there).
+pub async fn build_pipeline(
+    config: Option<&Config>,
+    overrides: &Overrides,
+    runtime: Arc<Runtime>,
+    policies: PolicySet,
+    state: Arc<dyn StateStore>,
+) -> Result<Pipeline, SetupError> {
+    let defaults = Config::default();
+    let cfg = config.unwrap_or(&defaults);
+    let dns = match dns_source(config, overrides) {
+        Some(source) => Some(Arc::new(Dns::new(&source, cfg.dns_timeout()).await?)),
+        None => None,
+    };
+    let directory_file = overrides.directory.clone().or_else(|| cfg.directory.file.as_ref().map(|f| cfg.resolve(f)));
+    let directory = match directory_file {
+        Some(path) => Some(Arc::new(FileDirectory::load(&path)?) as Arc<dyn crate::directory::Directory>),
+        None => None,
+    };
+    let checks = FixedChecks {
+        settings: CheckSettings {
+            reply_domain: cfg.reply_domain.clone(),
+            text_max_bytes: cfg.limits.text_max_bytes,
+            sender_rate: rate(cfg.rate_limit.sender),
+            workspace_rate: rate(cfg.rate_limit.workspace),
+            duplicate_window_ms: cfg.duplicates.window_seconds * 1000,
+            skip: overrides.skip.iter().copied().collect::<HashSet<_>>(),
+        },
+        directory,
+        dns,
+        state,
+        clock: Arc::new(crate::state::now_ms),
+    };
+    let mut settings = Settings { brand: cfg.brand.clone(), ..Settings::default() };
+    // Text up to the limit must be readable to be judged, and one byte more
+    // to be found oversized.
+    settings.parse_limits.max_body_bytes =
+        settings.parse_limits.max_body_bytes.max(cfg.limits.text_max_bytes.saturating_add(1) as usize);
+    Ok(Pipeline::new(runtime, policies, settings, checks))
+}
+
+fn rate(r: crate::config::Rate) -> RateLimit {
+    RateLimit { count: r.count, period_ms: r.per_seconds * 1000 }
+}
+
+/// In-memory state: the single-host default.
+pub fn memory_state() -> Arc<dyn StateStore> {
+    Arc::new(MemoryState::new())
+}
