@@ -1,6 +1,7 @@
 //! End-to-end tests of the host: the real built components (default policies
 //! and purpose-built hostile guests), the pipeline, and the `postern` binary.
 
+mod checks;
 mod cli;
 mod pipeline;
 mod sandbox;

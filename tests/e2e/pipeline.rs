@@ -193,3 +193,52 @@ fn a_guest_writing_to_stderr_inside_a_multi_thread_runtime_is_contained() {
     assert_eq!(v.policies[0].outcome, "trap");
     assert_eq!(v.action, Action::Accept);
 }
+
+#[test]
+fn duplicate_window_and_sender_rate_at_their_exact_boundaries() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use postern::checks::{CheckSettings, FixedChecks};
+    use postern::pipeline::{Pipeline, Settings, Submission};
+    use postern::state::{MemoryState, RateLimit};
+
+    let now = Arc::new(AtomicU64::new(1_000_000));
+    let clock = {
+        let now = now.clone();
+        Arc::new(move || now.load(Ordering::SeqCst))
+    };
+    let checks = FixedChecks {
+        settings: CheckSettings {
+            sender_rate: RateLimit { count: 2, period_ms: 60_000 },
+            duplicate_window_ms: 600_000,
+            ..CheckSettings::default()
+        },
+        state: Arc::new(MemoryState::new()),
+        clock,
+        ..FixedChecks::offline()
+    };
+    let pipeline = Pipeline::new(crate::util::runtime(), defaults(), Settings::default(), checks);
+    let raw = crate::util::fixture_bytes("clean.eml");
+    let ctx = crate::util::Context::new(MailKind::NewMail, true);
+    let check = || crate::util::block_on(pipeline.check(&Submission { raw: &raw, envelope: ctx.envelope.clone() }));
+
+    assert_eq!(check().action, Action::Accept);
+    now.fetch_add(599_999, Ordering::SeqCst);
+    assert_eq!(check().code, Some(Code::DuplicateText), "one millisecond before the window ends");
+    now.fetch_add(1, Ordering::SeqCst);
+    assert_eq!(check().action, Action::Accept, "the window has passed");
+    // The sender's rate is 2 per minute: one more now is the burst's second,
+    // the next at the same instant is over it.
+    let text = |t: &str| String::from_utf8(raw.clone()).unwrap().replace("charged twice", t);
+    let judge = |raw: &str| {
+        crate::util::block_on(pipeline.check(&Submission { raw: raw.as_bytes(), envelope: ctx.envelope.clone() }))
+    };
+    assert_eq!(judge(&text("charged three times")).action, Action::Accept);
+    assert_eq!(judge(&text("charged four times")).code, Some(Code::RateLimited));
+    now.fetch_add(29_999, Ordering::SeqCst);
+    assert_eq!(judge(&text("charged five times")).code, Some(Code::RateLimited), "1 ms before one interval");
+    now.fetch_add(1, Ordering::SeqCst);
+    let v = judge(&text("charged six times"));
+    assert_eq!(v.action, Action::Accept, "one interval (60 s / 2) later, one more is allowed");
+}

@@ -117,7 +117,7 @@ pub async fn authenticate(
 
     let message = AuthenticatedMessage::parse(raw);
     let dkim: Vec<DkimOutput<'_>> = match &message {
-        Some(m) => match tokio::time::timeout(
+        Some(m) => tokio::time::timeout(
             timeout,
             dns.authenticator.verify_dkim(
                 Parameters::new(m)
@@ -129,10 +129,7 @@ pub async fn authenticate(
             ),
         )
         .await
-        {
-            Ok(out) => out,
-            Err(_) => Vec::new(),
-        },
+        .unwrap_or_default(),
         None => Vec::new(),
     };
     let dkim_timed_out = message.as_ref().is_some_and(|m| !m.dkim_headers.is_empty()) && dkim.is_empty();

@@ -19,6 +19,8 @@ pub struct Resolved {
 
 /// Resolves `rcpt` against the directory, or names the catalog code that
 /// refuses it. `reply_domain` is the conversations' reply domain, if any.
+// The refusal is returned once per recipient; its size does not matter.
+#[allow(clippy::result_large_err)]
 pub fn resolve(rcpt: &str, reply_domain: Option<&str>, dir: &dyn Directory) -> Result<Resolved, (Code, Params)> {
     let rcpt = rcpt.trim().trim_start_matches('<').trim_end_matches('>');
     let Some((local, domain)) = rcpt.rsplit_once('@') else {
@@ -41,6 +43,7 @@ pub fn resolve(rcpt: &str, reply_domain: Option<&str>, dir: &dyn Directory) -> R
     Ok(Resolved { workspace, kind: MailKind::NewMail })
 }
 
+#[allow(clippy::result_large_err)]
 fn resolve_reply(rcpt: &str, local: &str, dir: &dyn Directory) -> Result<Resolved, (Code, Params)> {
     let local = local.to_ascii_lowercase();
     let invalid = || (Code::SessionAddressInvalid, Params { email: rcpt.to_string(), ..Params::default() });
