@@ -130,7 +130,7 @@ impl Pipeline {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 d.timings.parse_us = d.step("parse", "fail", e.to_string(), t);
-                return d.finish(brand, Some(Code::HeadersMissing), Params::default());
+                return d.finish(brand, Some(e.code()), Params::default());
             }
         };
         d.timings.parse_us = d.step("parse", "ok", String::new(), t);

@@ -15,8 +15,12 @@ pub use links::extract_links;
 /// costs bounded work and memory.
 #[derive(Debug, Clone)]
 pub struct ParseLimits {
-    /// Header fields kept (the rest are ignored).
+    /// Header fields of the top-level message; more is refused.
     pub max_headers: usize,
+    /// MIME parts in all, nested messages included; more is refused.
+    pub max_parts: usize,
+    /// Nesting depth of multiparts and attached messages; deeper is refused.
+    pub max_depth: usize,
     /// Bytes of body text kept per body kind (text, HTML).
     pub max_body_bytes: usize,
     /// Links kept.
@@ -27,7 +31,14 @@ pub struct ParseLimits {
 
 impl Default for ParseLimits {
     fn default() -> Self {
-        ParseLimits { max_headers: 1000, max_body_bytes: 4 << 20, max_links: 256, max_attachments: 100 }
+        ParseLimits {
+            max_headers: 1000,
+            max_parts: 500,
+            max_depth: 20,
+            max_body_bytes: 4 << 20,
+            max_links: 256,
+            max_attachments: 100,
+        }
     }
 }
 
@@ -37,6 +48,29 @@ pub enum ParseError {
     /// The input holds no message (empty, or no header section).
     #[error("not an RFC 5322 message (no header section)")]
     NotAMessage,
+    /// More header fields than the limit.
+    #[error("{0} header fields (limit {1})")]
+    TooManyHeaders(usize, usize),
+    /// More MIME parts than the limit.
+    #[error("{0} MIME parts (limit {1})")]
+    TooManyParts(usize, usize),
+    /// MIME nesting deeper than the limit.
+    #[error("MIME nesting deeper than {0}")]
+    TooDeep(usize),
+}
+
+impl ParseError {
+    /// The catalog code that refuses such a message: no headers is
+    /// `headers_missing`, too many is `headers_unacceptable`, too many or too
+    /// deeply nested parts is `text_oversized`.
+    pub fn code(&self) -> crate::verdict::Code {
+        use crate::verdict::Code;
+        match self {
+            ParseError::NotAMessage => Code::HeadersMissing,
+            ParseError::TooManyHeaders(..) => Code::HeadersUnacceptable,
+            ParseError::TooManyParts(..) | ParseError::TooDeep(_) => Code::TextOversized,
+        }
+    }
 }
 
 /// A parsed message: headers, addresses, bodies, attachments and links.
@@ -79,12 +113,12 @@ impl ParsedMessage {
         if msg.headers().is_empty() {
             return Err(ParseError::NotAMessage);
         }
-        let headers = msg
-            .headers()
-            .iter()
-            .take(limits.max_headers)
-            .map(|h| Header { name: h.name().to_string(), value: header_text(h, raw) })
-            .collect();
+        if msg.headers().len() > limits.max_headers {
+            return Err(ParseError::TooManyHeaders(msg.headers().len(), limits.max_headers));
+        }
+        check_shape(&msg, limits)?;
+        let headers =
+            msg.headers().iter().map(|h| Header { name: h.name().to_string(), value: header_text(h, raw) }).collect();
 
         let mut text_body = String::new();
         let mut html_body = String::new();
@@ -148,6 +182,31 @@ impl ParsedMessage {
     pub fn header(&self, name: &str) -> Vec<String> {
         self.headers.iter().filter(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.clone()).collect()
     }
+}
+
+/// Counts parts and nesting depth without recursion (nested messages
+/// included), refusing a message past the limits.
+fn check_shape(msg: &mail_parser::Message<'_>, limits: &ParseLimits) -> Result<(), ParseError> {
+    let mut parts = 0usize;
+    // (message, part index, depth)
+    let mut stack = vec![(msg, 0u32, 1usize)];
+    while let Some((m, id, depth)) = stack.pop() {
+        if depth > limits.max_depth {
+            return Err(ParseError::TooDeep(limits.max_depth));
+        }
+        parts += 1;
+        if parts > limits.max_parts {
+            return Err(ParseError::TooManyParts(parts, limits.max_parts));
+        }
+        match m.parts.get(id as usize).map(|p| &p.body) {
+            Some(PartType::Multipart(children)) => {
+                stack.extend(children.iter().filter(|c| **c != id).map(|c| (m, *c, depth + 1)));
+            }
+            Some(PartType::Message(inner)) => stack.push((inner, 0, depth + 1)),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// Appends `part` to `out` (separated by `sep`) without exceeding `cap` bytes.
@@ -222,6 +281,28 @@ mod tests {
         let mut out = String::new();
         push_capped(&mut out, "ééé", "", 3);
         assert_eq!(out, "é");
+    }
+
+    #[test]
+    fn limits_on_headers_parts_and_depth_are_refusals() {
+        let limits = ParseLimits { max_headers: 3, max_parts: 4, max_depth: 2, ..ParseLimits::default() };
+        let many_headers = b"From: a@b.test\r\nTo: c@d.test\r\nX-A: 1\r\nX-B: 2\r\n\r\nhi";
+        assert!(matches!(ParsedMessage::parse(many_headers, &limits), Err(ParseError::TooManyHeaders(4, 3))));
+        let limits = ParseLimits { max_headers: 100, ..limits };
+        // root multipart + 2 alternatives + attachment = 4 parts at depth 2.
+        assert!(ParsedMessage::parse(MULTIPART, &limits).is_err(), "MULTIPART nests 3 deep");
+        let deep = ParseLimits { max_depth: 3, max_parts: 4, ..limits.clone() };
+        assert!(ParsedMessage::parse(MULTIPART, &deep).is_err(), "MULTIPART has 6 parts");
+        let ok = ParseLimits { max_depth: 3, max_parts: 6, ..limits };
+        assert!(ParsedMessage::parse(MULTIPART, &ok).is_ok());
+        let nested: String =
+            (0..30).map(|i| format!("Content-Type: multipart/mixed; boundary=b{i}\r\n\r\n--b{i}\r\n")).collect();
+        let raw = format!(
+            "From: a@b.test\r\nTo: c@d.test\r\nMIME-Version: 1.0\r\n{nested}Content-Type: text/plain\r\n\r\nx\r\n"
+        );
+        let err = ParsedMessage::parse(raw.as_bytes(), &ParseLimits::default()).unwrap_err();
+        assert!(matches!(err, ParseError::TooDeep(20)), "{err}");
+        assert_eq!(err.code(), crate::verdict::Code::TextOversized);
     }
 
     #[test]
