@@ -67,6 +67,7 @@ fn stages(c: &mut Criterion) {
             auth: &auth,
             workspace: &workspace,
             config,
+            data: None,
             score,
             symbols: &symbols,
         };

@@ -42,6 +42,7 @@ fn main() {
         auth: &auth,
         workspace: &workspace,
         config: &policy.config_json,
+        data: policy.data.as_ref(),
         score: 1.0,
         symbols: &[],
     };

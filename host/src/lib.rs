@@ -24,6 +24,7 @@
 pub mod checks;
 pub mod cli;
 pub mod config;
+pub mod corpus;
 pub mod directory;
 pub mod dns;
 pub mod message;

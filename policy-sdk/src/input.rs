@@ -53,17 +53,43 @@ pub struct RouteInput<'a> {
     pub config: Config,
 }
 
-/// A policy's configuration: the `[config]` table of its manifest, as JSON.
+/// A policy's configuration: the `[config]` table of its manifest, as JSON,
+/// and its data file (`data_file`), if any.
 #[derive(Debug, Default)]
 pub struct Config {
     raw: String,
     parsed: OnceCell<serde_json::Value>,
+    data: OnceCell<Option<Vec<u8>>>,
 }
 
 impl Config {
     /// Configuration from its JSON text (an empty text is an empty table).
     pub fn from_json(raw: impl Into<String>) -> Self {
-        Config { raw: raw.into(), parsed: OnceCell::new() }
+        Config { raw: raw.into(), parsed: OnceCell::new(), data: OnceCell::new() }
+    }
+
+    /// With a data file (for native tests; in a component the host provides
+    /// it).
+    pub fn with_data(self, data: Vec<u8>) -> Self {
+        let cell = OnceCell::new();
+        let _ = cell.set(Some(data));
+        Config { data: cell, ..self }
+    }
+
+    /// The policy's data file, fetched from the host on first use.
+    pub fn data(&self) -> Option<&[u8]> {
+        self.data
+            .get_or_init(|| {
+                #[cfg(target_arch = "wasm32")]
+                {
+                    crate::wit::postern::policy::types::config_data()
+                }
+                #[cfg(not(target_arch = "wasm32"))]
+                {
+                    None
+                }
+            })
+            .as_deref()
     }
 
     /// The JSON text as the host passed it.

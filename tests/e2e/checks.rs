@@ -314,11 +314,12 @@ fn not_authenticated_when_neither_spf_nor_dkim_passes() {
 #[test]
 fn dkim_alone_authenticates_and_a_tampered_body_does_not() {
     let run = Run { ip: "198.51.100.99", mail_from: Some("news@dkim.test"), ..Run::new(RCPT) };
-    let signed = dkim_sign(&message("news@dkim.test", RCPT, "Signed", "Signed body text."));
+    let signed =
+        dkim_sign(&message("news@dkim.test", RCPT, "Invoice question", "Hello, could you look at my invoice please?"));
     let v = run.one(&signed);
     assert_eq!(v["action"], "accept", "{v:#}");
     assert_eq!(step(&v, "dmarc")["outcome"], "pass", "DKIM is aligned with From: {v:#}");
-    let tampered = signed.replace("Signed body text.", "Changed body text.");
+    let tampered = signed.replace("my invoice", "my order");
     let v = run.one(&tampered);
     assert_eq!(v["code"], "not_authenticated", "{v:#}");
 }
@@ -339,8 +340,12 @@ fn dmarc_rejected_for_quarantine_and_reject_but_not_none() {
             ),
         );
     }
-    let v = run.one(&message("ceo@monitor.test", RCPT, "none", "p=none is reported only"));
-    assert_eq!(v["action"], "accept", "{v:#}");
+    let v =
+        run.one(&message("ceo@monitor.test", RCPT, "Invoice question", "Hello, could you look at my invoice please?"));
+    assert_ne!(v["code"], "dmarc_rejected", "{v:#}");
+    assert_eq!(step(&v, "dmarc")["outcome"], "pass", "p=none is not enforced: {v:#}");
+    let symbols: Vec<_> = v["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(symbols.contains(&"DMARC_FAIL"), "but policies see the failure: {symbols:?}");
 }
 
 #[test]

@@ -34,7 +34,7 @@ fn check_json_prints_the_verdict_with_symbols_policies_and_timings() {
     );
     let policies = v["policies"].as_array().unwrap();
     assert_eq!(policies[0]["name"], "spam-score");
-    assert_eq!(policies[0]["version"], "0.1.0");
+    assert_eq!(policies[0]["version"], "0.2.0");
     assert_eq!(policies[0]["sha256"].as_str().unwrap().len(), 64);
     for key in ["parse_us", "score_us", "threshold_us", "total_us"] {
         assert!(v["timings"][key].is_u64(), "timings.{key}");
@@ -80,7 +80,7 @@ fn check_summary_is_readable() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("verdict   REJECT 550 5.7.1 Your email has been classified as spam"), "{text}");
     assert!(text.contains("BODY_SPAM_WORDS"), "{text}");
-    assert!(text.contains("policy    score spam-score [platform] 0.1.0"), "{text}");
+    assert!(text.contains("policy    score spam-score [platform] 0.2.0"), "{text}");
 }
 
 #[test]

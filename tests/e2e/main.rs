@@ -3,6 +3,7 @@
 
 mod checks;
 mod cli;
+mod eval;
 mod pipeline;
 mod sandbox;
 mod util;

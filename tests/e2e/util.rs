@@ -31,7 +31,7 @@ pub(crate) use guest;
 
 /// Loads a guest as a platform policy with the given manifest body.
 pub fn policy(wasm: &[u8], manifest: &str) -> Arc<LoadedPolicy> {
-    Arc::new(LoadedPolicy::load(&runtime(), manifest, wasm, Scope::Platform).expect("guest loads"))
+    Arc::new(LoadedPolicy::load(&runtime(), manifest, wasm, None, Scope::Platform).expect("guest loads"))
 }
 
 /// A fixture's path.
@@ -88,6 +88,7 @@ impl Context {
             auth: &self.auth,
             workspace: &self.workspace,
             config,
+            data: None,
             score: 0.0,
             symbols: &[],
         }

@@ -114,22 +114,34 @@ fn read_message(file: &PathBuf) -> Result<Vec<u8>> {
 
 /// The envelope from the flags, defaulting to the message's own addresses.
 fn envelope_for(args: &CheckArgs, raw: &[u8], limits: ParseLimits) -> Envelope {
+    message_envelope(raw, &limits, args.mail_from.as_deref(), args.rcpt.as_deref(), args.client_ip, &args.helo)
+}
+
+/// An envelope for a saved message: MAIL FROM defaults to its From address
+/// (`<>` is the null sender), RCPT to its first To address.
+pub(super) fn message_envelope(
+    raw: &[u8],
+    limits: &ParseLimits,
+    mail_from: Option<&str>,
+    rcpt: Option<&str>,
+    client_ip: std::net::IpAddr,
+    helo: &str,
+) -> Envelope {
     // Parsed here only to default the envelope; the pipeline parses for real.
-    let parsed =
-        (args.mail_from.is_none() || args.rcpt.is_none()).then(|| ParsedMessage::parse(raw, &limits).ok()).flatten();
+    let parsed = (mail_from.is_none() || rcpt.is_none()).then(|| ParsedMessage::parse(raw, limits).ok()).flatten();
     let first = |f: fn(&ParsedMessage) -> &Vec<crate::runtime::types::Address>| {
         parsed.as_ref().and_then(|p| f(p).first()).map(|a| a.address.clone())
     };
-    let mail_from = match args.mail_from.as_deref() {
+    let mail_from = match mail_from {
         Some("<>") => String::new(),
         Some(a) => a.trim_matches(['<', '>']).to_string(),
         None => first(|p| &p.from).unwrap_or_default(),
     };
-    let rcpt = match &args.rcpt {
+    let rcpt = match rcpt {
         Some(a) => a.trim_matches(['<', '>']).to_string(),
         None => first(|p| &p.to).unwrap_or_else(|| "postmaster@localhost".into()),
     };
-    Envelope { client_ip: args.client_ip.to_string(), helo: args.helo.clone(), mail_from, rcpt_to: vec![rcpt] }
+    Envelope { client_ip: client_ip.to_string(), helo: helo.to_string(), mail_from, rcpt_to: vec![rcpt] }
 }
 
 /// The readable form of a verdict.

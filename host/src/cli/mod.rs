@@ -2,6 +2,8 @@
 //! messages and exit codes.
 
 mod check;
+mod eval;
+mod train;
 
 use std::process::ExitCode;
 
@@ -19,6 +21,11 @@ pub struct Cli {
 enum Command {
     /// Judge messages (.eml files) and print each verdict with its trace.
     Check(check::CheckArgs),
+    /// Train the default scorer's model on a labelled corpus.
+    Train(train::TrainArgs),
+    /// Run a labelled corpus through the pipeline: confusion matrix, ROC
+    /// points, false positives, throughput.
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the command line, runs the command, and maps failures to exit
@@ -28,6 +35,8 @@ pub fn main() -> ExitCode {
     init_logging();
     let result = match cli.command {
         Command::Check(args) => check::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
     };
     match result {
         Ok(code) => code,

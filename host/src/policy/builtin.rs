@@ -15,20 +15,27 @@ pub struct Builtin {
     pub manifest: &'static str,
     /// The component.
     pub wasm: &'static [u8],
+    /// Its data file, if the manifest names one.
+    pub data: Option<&'static [u8]>,
 }
 
 macro_rules! builtin {
-    ($dir:literal, $file:literal) => {
+    ($dir:literal, $file:literal $(, data = $data:literal)?) => {
         Builtin {
             name: $dir,
             manifest: include_str!(concat!("../../../policies/", $dir, "/policy.toml")),
             wasm: include_bytes!(concat!(env!("OUT_DIR"), "/", $file, ".wasm")),
+            data: builtin!(@data $dir $(, $data)?),
         }
+    };
+    (@data $dir:literal) => { None };
+    (@data $dir:literal, $data:literal) => {
+        Some(include_bytes!(concat!("../../../policies/", $dir, "/", $data)) as &'static [u8])
     };
 }
 
 /// The platform's default scorer.
-pub const SPAM_SCORE: Builtin = builtin!("spam-score", "spam_score");
+pub const SPAM_SCORE: Builtin = builtin!("spam-score", "spam_score", data = "model.bin");
 /// The platform's default threshold policy.
 pub const JUNK_THRESHOLD: Builtin = builtin!("junk-threshold", "junk_threshold");
 /// The platform's default route policy.
@@ -36,7 +43,7 @@ pub const ROUTE_DEFAULT: Builtin = builtin!("route-default", "route_default");
 
 /// Compiles the three defaults (in parallel: compilation dominates start-up).
 pub fn load_defaults(runtime: &Runtime) -> Result<PolicySet, LoadError> {
-    let load = |b: Builtin| LoadedPolicy::load(runtime, b.manifest, b.wasm, Scope::Platform).map(Arc::new);
+    let load = |b: Builtin| LoadedPolicy::load(runtime, b.manifest, b.wasm, b.data, Scope::Platform).map(Arc::new);
     let (score, threshold, route) = std::thread::scope(|s| {
         let score = s.spawn(|| load(SPAM_SCORE));
         let threshold = s.spawn(|| load(JUNK_THRESHOLD));

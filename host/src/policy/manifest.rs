@@ -26,6 +26,10 @@ pub struct Manifest {
     /// Enforce its decisions, or only record them.
     #[serde(default)]
     pub mode: Mode,
+    /// A data file handed to the policy on request (a trained model, a
+    /// list), relative to the manifest.
+    #[serde(default)]
+    pub data_file: Option<String>,
     /// Configuration handed to the policy (as JSON).
     #[serde(default)]
     pub config: toml::Table,

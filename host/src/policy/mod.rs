@@ -40,6 +40,8 @@ pub struct LoadedPolicy {
     pub scope: Scope,
     /// The manifest's config as JSON, rendered once.
     pub config_json: String,
+    /// The manifest's data file, read once.
+    pub data: Option<Arc<[u8]>>,
     /// When it was loaded.
     pub loaded_at: SystemTime,
 }
@@ -50,6 +52,14 @@ pub enum LoadError {
     /// The manifest is invalid.
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    /// The manifest names a data file that was not provided.
+    #[error("policy `{name}`: data file `{file}` not found")]
+    MissingData {
+        /// Policy name.
+        name: String,
+        /// The file the manifest names.
+        file: String,
+    },
     /// The component is invalid.
     #[error("policy `{name}`: {source}")]
     Component {
@@ -61,14 +71,25 @@ pub enum LoadError {
 }
 
 impl LoadedPolicy {
-    /// Loads a policy from its manifest text and component bytes.
-    pub fn load(runtime: &Runtime, manifest_text: &str, wasm: &[u8], scope: Scope) -> Result<Self, LoadError> {
+    /// Loads a policy from its manifest text, component bytes and data file
+    /// (required when the manifest names one).
+    pub fn load(
+        runtime: &Runtime,
+        manifest_text: &str,
+        wasm: &[u8],
+        data: Option<&[u8]>,
+        scope: Scope,
+    ) -> Result<Self, LoadError> {
         let manifest = Manifest::parse(manifest_text)?;
+        if let (Some(file), None) = (&manifest.data_file, data) {
+            return Err(LoadError::MissingData { name: manifest.name.clone(), file: file.clone() });
+        }
         let compiled = runtime
             .load(wasm, manifest.stage)
             .map_err(|source| LoadError::Component { name: manifest.name.clone(), source })?;
         Ok(LoadedPolicy {
             config_json: manifest.config_json(),
+            data: data.map(Arc::from),
             manifest,
             compiled,
             scope,

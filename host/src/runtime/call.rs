@@ -49,6 +49,8 @@ pub struct CallInput<'a> {
     pub workspace: &'a Workspace,
     /// The policy's config as JSON.
     pub config: &'a str,
+    /// The policy's data file, if any.
+    pub data: Option<&'a Arc<[u8]>>,
     /// Score so far (threshold and route).
     pub score: f64,
     /// Symbols so far (threshold and route).
@@ -89,7 +91,9 @@ impl Runtime {
         out_limits: &OutputLimits,
     ) -> CallOutcome {
         let started = Instant::now();
-        let mut store = Store::new(&self.engine, StoreData::new(limits));
+        let mut data = StoreData::new(limits);
+        data.data = input.data.cloned();
+        let mut store = Store::new(&self.engine, data);
         store.limiter(|d| &mut d.limiter);
         store.set_epoch_deadline(deadline_ticks(limits.time));
         let classify = |store: &Store<StoreData>, e: wasmtime::Error| classify(store, e, limits);

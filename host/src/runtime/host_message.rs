@@ -19,7 +19,11 @@ impl StoreData {
     }
 }
 
-impl types::Host for StoreData {}
+impl types::Host for StoreData {
+    fn config_data(&mut self) -> Option<Vec<u8>> {
+        self.data.as_ref().map(|d| d.to_vec())
+    }
+}
 
 impl types::HostMessage for StoreData {
     fn headers(&mut self, m: Resource<MessageHandle>) -> Vec<Header> {

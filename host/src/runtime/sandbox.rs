@@ -33,6 +33,8 @@ impl Default for CallLimits {
 /// The data of one call's store.
 pub struct StoreData {
     wasi: WasiCtx,
+    /// The policy's data file, handed over on request.
+    pub(super) data: Option<Arc<[u8]>>,
     pub(super) table: ResourceTable,
     pub(super) limiter: MemoryLimiter,
     pub(super) log: CappedLog,
@@ -56,6 +58,7 @@ impl StoreData {
             .build();
         StoreData {
             wasi,
+            data: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter { cap: limits.memory_bytes, exceeded: false },
             log,

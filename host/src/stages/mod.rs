@@ -60,6 +60,7 @@ fn call_policy(
         auth: ctx.auth,
         workspace: ctx.workspace,
         config: &policy.config_json,
+        data: policy.data.as_ref(),
         score,
         symbols,
     };

@@ -1,0 +1,180 @@
+//! Features for the trained model: hashed tokens of the subject, the body
+//! text, link domains, message shapes, and authentication results when the
+//! host checked them. The same code runs in the policy and in
+//! `postern train`, so training and scoring see identical features.
+
+use std::borrow::Cow;
+
+use postern_policy_sdk::{AuthResult, Authentication, Message};
+
+use crate::text::{domain_of, org_domain};
+
+/// Body words read at most (bounds the cost of a huge message).
+const MAX_BODY_WORDS: usize = 4000;
+/// Longest token kept.
+const MAX_TOKEN: usize = 24;
+
+/// One feature: its 64-bit hash and, for explanations, its text (borrowed
+/// from the message where possible: extraction allocates almost nothing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Feature<'m> {
+    /// FNV-1a of the prefix and the ASCII-lower-cased token.
+    pub hash: u64,
+    /// `s:` subject word, `b:` body word, `u:` link domain, `x:` shape,
+    /// `a:` authentication result.
+    pub prefix: &'static str,
+    /// The token as found.
+    pub text: Cow<'m, str>,
+}
+
+impl Feature<'_> {
+    /// The prefixed, lower-cased token (`b:viagra`).
+    pub fn token(&self) -> String {
+        format!("{}{}", self.prefix, self.text.to_ascii_lowercase())
+    }
+}
+
+/// The distinct features of a message, sorted by hash.
+pub fn extract<'m>(msg: &'m Message<'_>, auth: &Authentication) -> Vec<Feature<'m>> {
+    let mut out = Vec::with_capacity(512);
+    if let Some(subject) = msg.subject() {
+        words(subject, "s:", usize::MAX, &mut out);
+    }
+    let mut budget = MAX_BODY_WORDS;
+    for part in [msg.text_body(), msg.html_text()] {
+        budget = budget.saturating_sub(words(part, "b:", budget, &mut out));
+    }
+    for link in msg.links() {
+        if !link.domain.is_empty() {
+            push(&mut out, "u:", Cow::Borrowed(org_domain(&link.domain)));
+        }
+    }
+    // Header names are deliberately not features: in old corpora, ham
+    // (mailing lists) lacks headers every modern message carries
+    // (MIME-Version, Content-Type), so a model would learn to junk all of
+    // today's mail for having them.
+    let shapes: [(&str, bool); 6] = [
+        ("html", !msg.html_body().is_empty()),
+        ("html-only", !msg.html_body().is_empty() && msg.text_body().trim().is_empty()),
+        ("attachment", !msg.attachments().is_empty()),
+        ("no-subject", msg.subject().is_none_or(|s| s.trim().is_empty())),
+        ("many-links", msg.links().len() > 10),
+        ("reply-to-elsewhere", reply_to_elsewhere(msg)),
+    ];
+    for (name, on) in shapes {
+        if on {
+            push(&mut out, "x:", Cow::Borrowed(name));
+        }
+    }
+    for (name, result) in [("spf", &auth.spf_mail_from.result), ("dmarc", &auth.dmarc.result)] {
+        if let Some(r) = auth_word(result) {
+            push(&mut out, "a:", Cow::Owned(format!("{name}-{r}")));
+        }
+    }
+    if let Some(r) = auth.dkim.first().and_then(|d| auth_word(&d.result)) {
+        push(&mut out, "a:", Cow::Owned(format!("dkim-{r}")));
+    }
+    out.sort_unstable_by_key(|f| f.hash);
+    out.dedup_by_key(|f| f.hash);
+    out
+}
+
+fn reply_to_elsewhere(msg: &Message) -> bool {
+    match (msg.from().first(), msg.reply_to().first()) {
+        (Some(f), Some(r)) => {
+            let (fd, rd) = (domain_of(&f.address), domain_of(&r.address));
+            !rd.is_empty() && org_domain(&fd) != org_domain(&rd)
+        }
+        _ => false,
+    }
+}
+
+fn auth_word(r: &AuthResult) -> Option<&'static str> {
+    Some(match r {
+        AuthResult::Pass => "pass",
+        AuthResult::Fail => "fail",
+        AuthResult::Softfail => "softfail",
+        AuthResult::Neutral => "neutral",
+        AuthResult::None => "none",
+        AuthResult::Temperror | AuthResult::Permerror => "error",
+        AuthResult::NotChecked => return None,
+    })
+}
+
+/// Lower-cased words of 2..=24 bytes (letters, digits, `'`, `-`, `$`, `%`,
+/// and any non-ASCII byte), at most `max`; returns how many were read.
+fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feature<'m>>) -> usize {
+    let mut seen = 0;
+    let bytes = text.as_bytes();
+    let mut start = None;
+    for i in 0..=bytes.len() {
+        let b = bytes.get(i).copied();
+        let in_word =
+            b.is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'$' | b'%') || b >= 0x80);
+        match (in_word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                start = None;
+                if seen >= max {
+                    break;
+                }
+                seen += 1;
+                let w = text.get(s..i).unwrap_or("").trim_matches(['\'', '-']);
+                if (2..=MAX_TOKEN).contains(&w.len()) && !w.bytes().all(|b| b.is_ascii_digit()) {
+                    push(out, prefix, Cow::Borrowed(w));
+                }
+            }
+            _ => {}
+        }
+    }
+    seen
+}
+
+fn push<'m>(out: &mut Vec<Feature<'m>>, prefix: &'static str, text: Cow<'m, str>) {
+    let hash = fnv1a(prefix.as_bytes(), text.as_bytes());
+    out.push(Feature { hash, prefix, text });
+}
+
+/// FNV-1a over `a` then `b` ASCII-lower-cased, as one string.
+pub fn fnv1a(a: &[u8], b: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &x in a {
+        h ^= u64::from(x);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    for &x in b {
+        h ^= u64::from(x.to_ascii_lowercase());
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use postern_policy_sdk::{Address, Link, MessageData};
+
+    #[test]
+    fn features_are_prefixed_distinct_and_deterministic() {
+        let msg = Message::new(MessageData {
+            subject: Some("FREE money, free!".into()),
+            text_body: "Click here: free 100% risk-free offer 12345".into(),
+            from: vec![Address { name: None, address: "a@x.test".into() }],
+            reply_to: vec![Address { name: None, address: "b@y.test".into() }],
+            links: vec![Link { url: "http://bit.ly/x".into(), domain: "bit.ly".into(), text: None }],
+            ..Default::default()
+        });
+        let f = extract(&msg, &Authentication::default());
+        let tokens: Vec<String> = f.iter().map(Feature::token).collect();
+        let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        for t in ["s:free", "s:money", "b:click", "b:free", "b:100%", "b:risk-free", "u:bit.ly", "x:reply-to-elsewhere"]
+        {
+            assert!(tokens.contains(&t), "{t} missing from {tokens:?}");
+        }
+        assert!(!tokens.contains(&"b:12345"), "pure numbers are noise");
+        assert!(!tokens.iter().any(|t| t.starts_with("a:")), "unchecked auth adds nothing");
+        assert_eq!(tokens.iter().filter(|t| **t == "s:free").count(), 1);
+        assert_eq!(f, extract(&msg, &Authentication::default()));
+        assert!(f.windows(2).all(|w| w[0].hash < w[1].hash));
+    }
+}
