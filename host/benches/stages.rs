@@ -61,36 +61,36 @@ fn stages(c: &mut Criterion) {
         let set = builtin::load_defaults(&runtime).unwrap();
         let alloc = if pooling { "pooling" } else { "on-demand" };
         let mut g = c.benchmark_group(format!("stage_call/{alloc}"));
-        let input = |msg, config, score| CallInput {
+        let input = |msg, config, data, score| CallInput {
             message: msg,
             envelope: &envelope,
             auth: &auth,
             workspace: &workspace,
             config,
-            data: None,
+            data,
             score,
             symbols: &symbols,
         };
         g.bench_function("score_10k", |b| {
             let p = &set.scorers[0];
-            let i = input(&msg_big, &p.config_json, 0.0);
+            let i = input(&msg_big, &p.config_json, p.data.as_ref(), 0.0);
             b.iter(|| black_box(runtime.call(&p.compiled, &i, &limits, &out).result.unwrap()))
         });
         g.bench_function("threshold_10k", |b| {
             let p = &set.threshold;
-            let i = input(&msg_big, &p.config_json, -0.5);
+            let i = input(&msg_big, &p.config_json, p.data.as_ref(), -0.5);
             b.iter(|| black_box(runtime.call(&p.compiled, &i, &limits, &out).result.unwrap()))
         });
         g.bench_function("route_10k", |b| {
             let p = &set.route;
-            let i = input(&msg_big, &p.config_json, -0.5);
+            let i = input(&msg_big, &p.config_json, p.data.as_ref(), -0.5);
             b.iter(|| black_box(runtime.call(&p.compiled, &i, &limits, &out).result.unwrap()))
         });
         // The fixed cost of a stage call: fresh store + instantiate + a call
         // with a small input that reads no body.
         g.bench_function("fixed_cost_threshold_small", |b| {
             let p = &set.threshold;
-            let i = input(&msg_small, &p.config_json, -0.5);
+            let i = input(&msg_small, &p.config_json, p.data.as_ref(), -0.5);
             b.iter(|| black_box(runtime.call(&p.compiled, &i, &limits, &out).result.unwrap()))
         });
         g.finish();

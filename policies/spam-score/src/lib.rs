@@ -31,20 +31,34 @@ pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> 
     Ok(symbols)
 }
 
-/// The model's verdict as one symbol: its log-odds, scaled and bounded.
+/// The model's verdict as one symbol, calibrated to the seed's tiers: on
+/// its own the model puts a message at the junk limit (3) when p(spam)
+/// reaches `model_junk_p` and just past the dirty limit (6) when it reaches
+/// `model_dirty_p`, linear in log-odds in between, at most `model_max`; ham
+/// evidence lowers the score by its log-odds × `model_weight`, at least
+/// `model_min`.
 pub fn model_symbol(input: &ScoreInput, model: &model::Model) -> Symbol {
     let features = features::extract(&input.message, &input.auth);
     let (logit, why) = model.score(&features, 3);
     let c = &input.config;
-    let score = (f64::from(logit) * c.f64_or("model_weight", 1.0))
-        .clamp(c.f64_or("model_min", -4.0), c.f64_or("model_max", 8.0));
-    let p = 1.0 / (1.0 + (-f64::from(logit)).exp());
+    let logit_of = |p: f64| (p / (1.0 - p)).ln();
+    let junk = logit_of(c.f64_or("model_junk_p", 0.85).clamp(0.51, 0.999_999));
+    let dirty = logit_of(c.f64_or("model_dirty_p", 0.9995).clamp(0.51, 0.999_999)).max(junk + 0.1);
+    let l = f64::from(logit);
+    let score = if l <= 0.0 {
+        (l * c.f64_or("model_weight", 1.0)).max(c.f64_or("model_min", -4.0))
+    } else if l <= junk {
+        3.0 * l / junk
+    } else {
+        (3.0 + 3.0 * (l - junk) / (dirty - junk)).min(c.f64_or("model_max", 8.0))
+    };
+    let p = 1.0 / (1.0 + (-l).exp());
     let drivers: Vec<String> = why.iter().map(|w| format!("{} ({:+.2})", w.token, w.weight)).collect();
     let name = if logit > 0.0 { "MODEL_SPAM" } else { "MODEL_HAM" };
     Symbol::new(
         name,
         (score * 100.0).round() / 100.0,
-        format!("model p(spam)={p:.3}; driven by {}", drivers.join(", ")),
+        format!("model p(spam)={p:.4}; driven by {}", drivers.join(", ")),
     )
 }
 

@@ -145,7 +145,12 @@ impl Default for TrainOptions {
 pub fn train(examples: &[(Vec<u64>, bool)], opts: &TrainOptions) -> Model {
     let n = 1usize << opts.bits;
     let mut w = vec![0.0f64; n];
-    let mut bias = 0.0f64;
+    // The bias is the prior log-odds and is not learned: a message with
+    // little evidence (a short support request) must land near p = 0.5, not
+    // wherever the intercept drifted while fitting thousands of tokens.
+    let spam = examples.iter().filter(|(_, s)| *s).count().max(1) as f64;
+    let ham = (examples.len() as f64 - spam).max(1.0);
+    let bias = (spam / ham).ln();
     let mut order: Vec<usize> = (0..examples.len()).collect();
     let mut rng = opts.seed.max(1);
     let mut step = 0u64;
@@ -165,7 +170,6 @@ pub fn train(examples: &[(Vec<u64>, bool)], opts: &TrainOptions) -> Model {
             let g = p - if *spam { 1.0 } else { 0.0 };
             step += 1;
             let lr = opts.learning_rate / (1.0 + step as f64 / 5000.0);
-            bias -= lr * g;
             for b in buckets {
                 w[b] -= lr * (g + opts.l2 * w[b]);
             }
