@@ -9,7 +9,8 @@ use postern_policy_sdk::{AuthResult, Authentication, Message};
 
 use crate::text::{domain_of, org_domain};
 
-/// Body words read at most (bounds the cost of a huge message).
+/// Body words read at most: the opening of a message says what it is, and
+/// this bounds the model's cost per message.
 const MAX_BODY_WORDS: usize = 4000;
 /// Longest token kept.
 const MAX_TOKEN: usize = 24;
@@ -101,30 +102,39 @@ fn auth_word(r: &AuthResult) -> Option<&'static str> {
     })
 }
 
-/// Lower-cased words of 2..=24 bytes (letters, digits, `'`, `-`, `$`, `%`,
-/// and any non-ASCII byte), at most `max`; returns how many were read.
+/// Words of 2..=24 bytes (letters, digits, `'`, `-`, `$`, `%`, and any
+/// non-ASCII byte; `'` and `-` trimmed at the ends; not all digits; not a
+/// function word), at most `max`; returns how many words were read. Byte by
+/// byte, allocation-free: this is the model's hot loop.
 fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feature<'m>>) -> usize {
-    let mut seen = 0;
     let bytes = text.as_bytes();
-    let mut start = None;
-    for i in 0..=bytes.len() {
-        let b = bytes.get(i).copied();
-        let in_word =
-            b.is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'$' | b'%') || b >= 0x80);
-        match (in_word, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                start = None;
-                if seen >= max {
-                    break;
-                }
-                seen += 1;
-                let w = text.get(s..i).unwrap_or("").trim_matches(['\'', '-']);
-                if (2..=MAX_TOKEN).contains(&w.len()) && !w.bytes().all(|b| b.is_ascii_digit()) && !is_stop_word(w) {
-                    push(out, prefix, Cow::Borrowed(w));
-                }
-            }
-            _ => {}
+    out.reserve(bytes.len().min(max.saturating_mul(8)) / 6);
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'$' | b'%') || b >= 0x80;
+    let (mut seen, mut i) = (0usize, 0usize);
+    while i < bytes.len() && seen < max {
+        if !is_word(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_word(bytes[i]) {
+            i += 1;
+        }
+        seen += 1;
+        let (mut s, mut e) = (start, i);
+        while s < e && matches!(bytes[s], b'\'' | b'-') {
+            s += 1;
+        }
+        while e > s && matches!(bytes[e - 1], b'\'' | b'-') {
+            e -= 1;
+        }
+        let w = &bytes[s..e];
+        if !(2..=MAX_TOKEN).contains(&w.len()) || w.iter().all(u8::is_ascii_digit) || is_stop_word(w) {
+            continue;
+        }
+        // The trimmed ends are ASCII, so these are char boundaries.
+        if let Some(word) = text.get(s..e) {
+            push(out, prefix, Cow::Borrowed(word));
         }
     }
     seen
@@ -134,9 +144,9 @@ fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feat
 /// "our" and "please" far more than the mailing-list ham does, so a model
 /// learns to junk every polite support request. They carry no topic: leave
 /// them out.
-const STOP_WORDS: &[&str] = &[
+pub const STOP_WORDS: &[&str] = &[
     "a", "about", "after", "again", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "been", "before",
-    "being", "but", "by", "can", "could", "did", "do", "does", "dear", "for", "from", "get", "had", "has", "have",
+    "being", "but", "by", "can", "could", "dear", "did", "do", "does", "for", "from", "get", "had", "has", "have",
     "he", "hello", "her", "here", "hi", "him", "his", "how", "if", "in", "into", "is", "it", "its", "just", "kind",
     "let", "me", "more", "most", "my", "no", "not", "now", "of", "on", "one", "only", "or", "other", "our", "ours",
     "out", "please", "regards", "see", "she", "so", "some", "thank", "thanks", "that", "the", "their", "them", "then",
@@ -144,8 +154,117 @@ const STOP_WORDS: &[&str] = &[
     "who", "why", "will", "with", "would", "you", "your", "yours",
 ];
 
-fn is_stop_word(w: &str) -> bool {
-    w.len() <= 7 && STOP_WORDS.iter().any(|s| s.eq_ignore_ascii_case(w))
+fn is_stop_word(w: &[u8]) -> bool {
+    let mut buf = [0u8; 8];
+    if w.len() > buf.len() {
+        return false;
+    }
+    for (d, s) in buf.iter_mut().zip(w) {
+        *d = s.to_ascii_lowercase();
+    }
+    // A match compiles to a switch on length, then a few comparisons.
+    matches!(
+        &buf[..w.len()],
+        b"a" | b"about"
+            | b"after"
+            | b"again"
+            | b"all"
+            | b"also"
+            | b"am"
+            | b"an"
+            | b"and"
+            | b"any"
+            | b"are"
+            | b"as"
+            | b"at"
+            | b"be"
+            | b"been"
+            | b"before"
+            | b"being"
+            | b"but"
+            | b"by"
+            | b"can"
+            | b"could"
+            | b"dear"
+            | b"did"
+            | b"do"
+            | b"does"
+            | b"for"
+            | b"from"
+            | b"get"
+            | b"had"
+            | b"has"
+            | b"have"
+            | b"he"
+            | b"hello"
+            | b"her"
+            | b"here"
+            | b"hi"
+            | b"him"
+            | b"his"
+            | b"how"
+            | b"if"
+            | b"in"
+            | b"into"
+            | b"is"
+            | b"it"
+            | b"its"
+            | b"just"
+            | b"kind"
+            | b"let"
+            | b"me"
+            | b"more"
+            | b"most"
+            | b"my"
+            | b"no"
+            | b"not"
+            | b"now"
+            | b"of"
+            | b"on"
+            | b"one"
+            | b"only"
+            | b"or"
+            | b"other"
+            | b"our"
+            | b"ours"
+            | b"out"
+            | b"please"
+            | b"regards"
+            | b"see"
+            | b"she"
+            | b"so"
+            | b"some"
+            | b"thank"
+            | b"thanks"
+            | b"that"
+            | b"the"
+            | b"their"
+            | b"them"
+            | b"then"
+            | b"there"
+            | b"these"
+            | b"they"
+            | b"this"
+            | b"those"
+            | b"to"
+            | b"up"
+            | b"us"
+            | b"very"
+            | b"was"
+            | b"we"
+            | b"were"
+            | b"what"
+            | b"when"
+            | b"which"
+            | b"who"
+            | b"why"
+            | b"will"
+            | b"with"
+            | b"would"
+            | b"you"
+            | b"your"
+            | b"yours"
+    )
 }
 
 fn push<'m>(out: &mut Vec<Feature<'m>>, prefix: &'static str, text: Cow<'m, str>) {
@@ -194,5 +313,11 @@ mod tests {
         assert_eq!(tokens.iter().filter(|t| **t == "s:free").count(), 1);
         assert_eq!(f, extract(&msg, &Authentication::default()));
         assert!(f.windows(2).all(|w| w[0].hash < w[1].hash));
+    }
+
+    #[test]
+    fn stop_words_are_sorted_and_matched_in_any_case() {
+        assert!(STOP_WORDS.iter().all(|w| is_stop_word(w.as_bytes())), "the list and the matcher agree");
+        assert!(is_stop_word(b"YOUR") && is_stop_word(b"please") && !is_stop_word(b"viagra"));
     }
 }

@@ -37,7 +37,7 @@ pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> 
 /// `model_dirty_p`, linear in log-odds in between, at most `model_max`; ham
 /// evidence lowers the score by its log-odds × `model_weight`, at least
 /// `model_min`.
-pub fn model_symbol(input: &ScoreInput, model: &model::Model) -> Symbol {
+pub fn model_symbol(input: &ScoreInput, model: &model::Model<'_>) -> Symbol {
     let features = features::extract(&input.message, &input.auth);
     let (logit, why) = model.score(&features, 3);
     let c = &input.config;

@@ -11,13 +11,14 @@ use crate::features::Feature;
 const MAGIC: &[u8; 8] = b"PSTNLR01";
 const HEADER: usize = 8 + 4 + 4 + 4;
 
-/// A loaded model.
+/// A loaded model: the weights are read in place from the file's bytes (no
+/// copy per call).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Model {
+pub struct Model<'a> {
     bits: u8,
     scale: f32,
     bias: f32,
-    weights: Vec<i8>,
+    weights: std::borrow::Cow<'a, [u8]>,
 }
 
 /// Why model bytes were refused.
@@ -39,9 +40,9 @@ pub struct Contribution {
     pub weight: f32,
 }
 
-impl Model {
+impl<'a> Model<'a> {
     /// Parses a model file.
-    pub fn from_bytes(bytes: &[u8]) -> Result<Self, ModelError> {
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, ModelError> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(ModelError("not a Postern model (bad magic)".into()));
         }
@@ -58,8 +59,7 @@ impl Model {
         if !scale.is_finite() || scale <= 0.0 || !bias.is_finite() {
             return Err(ModelError("scale or bias is not a finite number".into()));
         }
-        let weights = bytes[HEADER..].iter().map(|b| *b as i8).collect();
-        Ok(Model { bits, scale, bias, weights })
+        Ok(Model { bits, scale, bias, weights: std::borrow::Cow::Borrowed(&bytes[HEADER..]) })
     }
 
     /// The file's bytes.
@@ -69,16 +69,19 @@ impl Model {
         out.extend_from_slice(&[self.bits, 0, 0, 0]);
         out.extend_from_slice(&self.scale.to_le_bytes());
         out.extend_from_slice(&self.bias.to_le_bytes());
-        out.extend(self.weights.iter().map(|w| *w as u8));
+        out.extend_from_slice(&self.weights);
         out
     }
 
     /// Quantizes trained weights (one per bucket, `1 << bits` of them).
-    pub fn quantize(bits: u8, weights: &[f64], bias: f64) -> Self {
+    pub fn quantize(bits: u8, weights: &[f64], bias: f64) -> Model<'static> {
         let max = weights.iter().fold(0.0f64, |m, w| m.max(w.abs())).max(1e-9);
         let scale = (127.0 / max) as f32;
-        let weights = weights.iter().map(|w| (w * f64::from(scale)).round().clamp(-127.0, 127.0) as i8).collect();
-        Model { bits, scale, bias: bias as f32, weights }
+        let weights = weights
+            .iter()
+            .map(|w| (w * f64::from(scale)).round().clamp(-127.0, 127.0) as i8 as u8)
+            .collect::<Vec<u8>>();
+        Model { bits, scale, bias: bias as f32, weights: std::borrow::Cow::Owned(weights) }
     }
 
     /// Bucket of a feature hash.
@@ -88,32 +91,32 @@ impl Model {
     }
 
     fn weight(&self, f: &Feature<'_>) -> f32 {
-        f32::from(self.weights[Self::bucket(self.bits, f.hash)]) / self.scale
+        f32::from(self.weights[Self::bucket(self.bits, f.hash)] as i8) / self.scale
     }
 
     /// Log-odds that the message is spam, and the strongest contributions
     /// (at most `top` on each side, strongest first).
     pub fn score(&self, features: &[Feature<'_>], top: usize) -> (f32, Vec<Contribution>) {
-        let mut logit = self.bias;
-        let mut strongest: Vec<(f32, usize)> = Vec::new();
-        for (i, f) in features.iter().enumerate() {
-            let w = self.weight(f);
-            logit += w;
-            if w != 0.0 {
-                strongest.push((w, i));
+        let weights: Vec<f32> = features.iter().map(|f| self.weight(f)).collect();
+        let logit = self.bias + weights.iter().sum::<f32>();
+        let spammy = logit > 0.0;
+        // The `top` strongest on the verdict's side, by repeated selection:
+        // cheaper than sorting every contribution.
+        let mut picked: Vec<usize> = Vec::with_capacity(top);
+        for _ in 0..top {
+            let best = (0..weights.len())
+                .filter(|i| !picked.contains(i) && (weights[*i] > 0.0) == spammy && weights[*i] != 0.0)
+                .max_by(|a, b| {
+                    let (x, y) = (weights[*a], weights[*b]);
+                    if spammy { x.total_cmp(&y) } else { y.total_cmp(&x) }
+                });
+            match best {
+                Some(i) => picked.push(i),
+                None => break,
             }
         }
-        let spammy = logit > 0.0;
-        strongest.sort_by(|a, b| {
-            let (x, y) = if spammy { (b.0, a.0) } else { (a.0, b.0) };
-            x.total_cmp(&y)
-        });
-        let explain = strongest
-            .into_iter()
-            .take(top)
-            .filter(|(w, _)| (*w > 0.0) == spammy)
-            .map(|(weight, i)| Contribution { token: features[i].token(), weight })
-            .collect();
+        let explain =
+            picked.into_iter().map(|i| Contribution { token: features[i].token(), weight: weights[i] }).collect();
         (logit, explain)
     }
 }
@@ -142,7 +145,7 @@ impl Default for TrainOptions {
 /// Trains a logistic regression by stochastic gradient descent. Each example
 /// is its feature hashes and whether it is spam. Deterministic: the same
 /// examples, in the same order, with the same options give the same model.
-pub fn train(examples: &[(Vec<u64>, bool)], opts: &TrainOptions) -> Model {
+pub fn train(examples: &[(Vec<u64>, bool)], opts: &TrainOptions) -> Model<'static> {
     let n = 1usize << opts.bits;
     let mut w = vec![0.0f64; n];
     // The bias is the prior log-odds and is not learned: a message with
