@@ -100,7 +100,10 @@ fn stages(c: &mut Criterion) {
         let mut checks = FixedChecks::offline();
         checks.settings.skip = [CheckName::Duplicate, CheckName::RateLimit].into_iter().collect();
         let pipeline = Pipeline::new(runtime.clone(), set.clone(), Settings::default(), checks);
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        // As the server runs it: a multi-thread runtime (policy calls leave
+        // the executor with block_in_place; a current-thread runtime would
+        // pay a thread hop per message).
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).build().unwrap();
         c.bench_function(&format!("pipeline/{alloc}/three_stages_10k"), |b| {
             b.iter(|| {
                 let v = rt.block_on(pipeline.check(&Submission { raw: &big, envelope: envelope.clone() }));
