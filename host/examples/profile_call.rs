@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use postern::message::{ParseLimits, ParsedMessage};
 use postern::policy::builtin;
-use postern::runtime::types::{AuthResult, Authentication, Dmarc, DmarcPolicy, Envelope, MailKind, Spf, Workspace};
+use postern::runtime::types::{Envelope, MailKind, Workspace};
 use postern::runtime::{CallInput, CallLimits, EngineOptions, OutputLimits, Runtime};
 
 fn main() {
@@ -21,18 +21,7 @@ fn main() {
         "route" => &set.route,
         _ => &set.threshold,
     };
-    let spf = Spf { domain: String::new(), result: AuthResult::NotChecked };
-    let auth = Authentication {
-        spf_mail_from: spf.clone(),
-        spf_helo: spf,
-        dkim: vec![],
-        dmarc: Dmarc {
-            result: AuthResult::NotChecked,
-            policy: DmarcPolicy::Unspecified,
-            spf_aligned: false,
-            dkim_aligned: false,
-        },
-    };
+    let auth = postern::checks::auth::not_checked();
     let envelope =
         Envelope { client_ip: "127.0.0.1".into(), helo: "h".into(), mail_from: "a@b.test".into(), rcpt_to: vec![] };
     let workspace = Workspace { id: "w".into(), junk_filter: true, kind: MailKind::NewMail, settings: vec![] };

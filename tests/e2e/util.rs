@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use postern::message::{ParseLimits, ParsedMessage};
 use postern::policy::builtin;
 use postern::policy::{LoadedPolicy, PolicySet, Scope};
-use postern::runtime::types::{AuthResult, Authentication, Dmarc, DmarcPolicy, Envelope, MailKind, Spf, Workspace};
+use postern::runtime::types::{Authentication, Envelope, MailKind, Workspace};
 use postern::runtime::{CallInput, EngineOptions, Runtime};
 
 /// The runtime shared by the tests of this binary.
@@ -58,7 +58,6 @@ pub struct Context {
 
 impl Context {
     pub fn new(kind: MailKind, junk_filter: bool) -> Self {
-        let spf = Spf { domain: String::new(), result: AuthResult::NotChecked };
         Context {
             envelope: Envelope {
                 client_ip: "127.0.0.1".into(),
@@ -66,17 +65,7 @@ impl Context {
                 mail_from: "alice@customer.test".into(),
                 rcpt_to: vec!["help@support.acme.test".into()],
             },
-            auth: Authentication {
-                spf_mail_from: spf.clone(),
-                spf_helo: spf,
-                dkim: vec![],
-                dmarc: Dmarc {
-                    result: AuthResult::NotChecked,
-                    policy: DmarcPolicy::Unspecified,
-                    spf_aligned: false,
-                    dkim_aligned: false,
-                },
-            },
+            auth: postern::checks::auth::not_checked(),
             workspace: Workspace { id: "acme".into(), junk_filter, kind, settings: vec![] },
         }
     }

@@ -4,7 +4,6 @@
 
 use std::net::IpAddr;
 
-use mail_auth::Parameters;
 use mail_auth::dmarc::Policy;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, DkimOutput, DkimResult, DmarcResult, SpfOutput, SpfResult};
@@ -80,14 +79,7 @@ pub async fn authenticate(
 
     let helo_spf = match tokio::time::timeout(
         timeout,
-        dns.authenticator.verify_spf(
-            Parameters::new(SpfParameters::verify_ehlo(client_ip, helo, host))
-                .with_txt_cache(&c.txt)
-                .with_mx_cache(&c.mx)
-                .with_ipv4_cache(&c.ipv4)
-                .with_ipv6_cache(&c.ipv6)
-                .with_ptr_cache(&c.ptr),
-        ),
+        dns.authenticator.verify_spf(c.with(SpfParameters::verify_ehlo(client_ip, helo, host))),
     )
     .await
     {
@@ -99,14 +91,7 @@ pub async fn authenticate(
     } else {
         match tokio::time::timeout(
             timeout,
-            dns.authenticator.verify_spf(
-                Parameters::new(SpfParameters::verify_mail_from(client_ip, helo, host, mail_from))
-                    .with_txt_cache(&c.txt)
-                    .with_mx_cache(&c.mx)
-                    .with_ipv4_cache(&c.ipv4)
-                    .with_ipv6_cache(&c.ipv6)
-                    .with_ptr_cache(&c.ptr),
-            ),
+            dns.authenticator.verify_spf(c.with(SpfParameters::verify_mail_from(client_ip, helo, host, mail_from))),
         )
         .await
         {
@@ -117,19 +102,7 @@ pub async fn authenticate(
 
     let message = AuthenticatedMessage::parse(raw);
     let dkim: Vec<DkimOutput<'_>> = match &message {
-        Some(m) => tokio::time::timeout(
-            timeout,
-            dns.authenticator.verify_dkim(
-                Parameters::new(m)
-                    .with_txt_cache(&c.txt)
-                    .with_mx_cache(&c.mx)
-                    .with_ipv4_cache(&c.ipv4)
-                    .with_ipv6_cache(&c.ipv6)
-                    .with_ptr_cache(&c.ptr),
-            ),
-        )
-        .await
-        .unwrap_or_default(),
+        Some(m) => tokio::time::timeout(timeout, dns.authenticator.verify_dkim(c.with(m))).await.unwrap_or_default(),
         None => Vec::new(),
     };
     let dkim_timed_out = message.as_ref().is_some_and(|m| !m.dkim_headers.is_empty()) && dkim.is_empty();
@@ -154,18 +127,7 @@ pub async fn authenticate(
     if with_dmarc && let Some(m) = &message {
         let domain = if mail_from.is_empty() { helo } else { mail_from.rsplit_once('@').map_or(helo, |(_, d)| d) };
         let params = mail_auth::dmarc::verify::DmarcParameters::new(m, &dkim, domain, &mail_from_spf);
-        let out = tokio::time::timeout(
-            timeout,
-            dns.authenticator.verify_dmarc(
-                Parameters::new(params)
-                    .with_txt_cache(&c.txt)
-                    .with_mx_cache(&c.mx)
-                    .with_ipv4_cache(&c.ipv4)
-                    .with_ipv6_cache(&c.ipv6)
-                    .with_ptr_cache(&c.ptr),
-            ),
-        )
-        .await;
+        let out = tokio::time::timeout(timeout, dns.authenticator.verify_dmarc(c.with(params))).await;
         match out {
             Err(_) => {
                 dmarc_temp_error = true;

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mail_auth::hickory_resolver::config::{NameServerConfig, ResolverConfig, ResolverOpts};
-use mail_auth::{MX, MessageAuthenticator, RecordSet, Txt};
+use mail_auth::{MX, MessageAuthenticator, Parameters, RecordSet, Txt};
 
 pub use cache::TtlCache;
 pub use zone::ZoneServer;
@@ -52,6 +52,29 @@ pub struct Caches {
     pub ipv6: TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
     /// PTR records.
     pub ptr: TtlCache<IpAddr, RecordSet<Box<str>>>,
+}
+
+/// Check parameters with every cache attached.
+pub type Cached<'x, P> = Parameters<
+    'x,
+    P,
+    TtlCache<Box<str>, Txt>,
+    TtlCache<Box<str>, RecordSet<MX>>,
+    TtlCache<Box<str>, RecordSet<Ipv4Addr>>,
+    TtlCache<Box<str>, RecordSet<Ipv6Addr>>,
+    TtlCache<IpAddr, RecordSet<Box<str>>>,
+>;
+
+impl Caches {
+    /// `params` with every cache attached, for mail-auth's verify calls.
+    pub fn with<'x, P>(&'x self, params: P) -> Cached<'x, P> {
+        Parameters::new(params)
+            .with_txt_cache(&self.txt)
+            .with_mx_cache(&self.mx)
+            .with_ipv4_cache(&self.ipv4)
+            .with_ipv6_cache(&self.ipv6)
+            .with_ptr_cache(&self.ptr)
+    }
 }
 
 impl Default for Caches {
