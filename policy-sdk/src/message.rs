@@ -168,8 +168,17 @@ impl<'a> Message<'a> {
         }
     }
 
+    /// The body to read once: the longer of the text/plain parts and the
+    /// HTML's text. A multipart/alternative message says the same thing
+    /// twice; the longer side also defeats a benign plain-text stub in front
+    /// of a different HTML part.
+    pub fn primary_text(&self) -> &str {
+        let (text, html) = (self.text_body(), self.html_text());
+        if html.len() > text.len() { html } else { text }
+    }
+
     /// Both bodies as text: the text/plain parts, then the HTML converted to
-    /// text. What most content rules want to read.
+    /// text.
     pub fn all_text(&self) -> String {
         let (text, html) = (self.text_body(), self.html_text());
         match (text.is_empty(), html.is_empty()) {
@@ -213,5 +222,17 @@ mod tests {
         assert_eq!(html_only.all_text(), "html");
         let none = Message::new(MessageData::default());
         assert_eq!(none.all_text(), "");
+    }
+
+    #[test]
+    fn primary_text_is_the_longer_body() {
+        let stub = Message::new(MessageData {
+            text_body: "View this in HTML".into(),
+            html_text: "The real, much longer offer text".into(),
+            ..Default::default()
+        });
+        assert_eq!(stub.primary_text(), "The real, much longer offer text");
+        let plain = Message::new(MessageData { text_body: "only text".into(), ..Default::default() });
+        assert_eq!(plain.primary_text(), "only text");
     }
 }

@@ -3,8 +3,6 @@
 //! host checked them. The same code runs in the policy and in
 //! `postern train`, so training and scoring see identical features.
 
-use std::borrow::Cow;
-
 use postern_policy_sdk::{AuthResult, Authentication, Message};
 
 use crate::text::{domain_of, org_domain};
@@ -16,16 +14,16 @@ const MAX_BODY_WORDS: usize = 4000;
 const MAX_TOKEN: usize = 24;
 
 /// One feature: its 64-bit hash and, for explanations, its text (borrowed
-/// from the message where possible: extraction allocates almost nothing).
+/// from the message: extraction allocates nothing per token).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Feature<'m> {
     /// FNV-1a of the prefix and the ASCII-lower-cased token.
     pub hash: u64,
     /// `s:` subject word, `b:` body word, `u:` link domain, `x:` shape,
-    /// `a:` authentication result.
+    /// `a:spf-`, `a:dkim-`, `a:dmarc-` authentication result.
     pub prefix: &'static str,
     /// The token as found.
-    pub text: Cow<'m, str>,
+    pub text: &'m str,
 }
 
 impl Feature<'_> {
@@ -41,13 +39,10 @@ pub fn extract<'m>(msg: &'m Message<'_>, auth: &Authentication) -> Vec<Feature<'
     if let Some(subject) = msg.subject() {
         words(subject, "s:", usize::MAX, &mut out);
     }
-    let mut budget = MAX_BODY_WORDS;
-    for part in [msg.text_body(), msg.html_text()] {
-        budget = budget.saturating_sub(words(part, "b:", budget, &mut out));
-    }
+    words(msg.primary_text(), "b:", MAX_BODY_WORDS, &mut out);
     for link in msg.links() {
         if !link.domain.is_empty() {
-            push(&mut out, "u:", Cow::Borrowed(org_domain(&link.domain)));
+            push(&mut out, "u:", org_domain(&link.domain));
         }
     }
     // Header names are deliberately not features: in old corpora, ham
@@ -64,16 +59,16 @@ pub fn extract<'m>(msg: &'m Message<'_>, auth: &Authentication) -> Vec<Feature<'
     ];
     for (name, on) in shapes {
         if on {
-            push(&mut out, "x:", Cow::Borrowed(name));
+            push(&mut out, "x:", name);
         }
     }
-    for (name, result) in [("spf", &auth.spf_mail_from.result), ("dmarc", &auth.dmarc.result)] {
+    for (prefix, result) in [("a:spf-", &auth.spf_mail_from.result), ("a:dmarc-", &auth.dmarc.result)] {
         if let Some(r) = auth_word(result) {
-            push(&mut out, "a:", Cow::Owned(format!("{name}-{r}")));
+            push(&mut out, prefix, r);
         }
     }
     if let Some(r) = auth.dkim.first().and_then(|d| auth_word(&d.result)) {
-        push(&mut out, "a:", Cow::Owned(format!("dkim-{r}")));
+        push(&mut out, "a:dkim-", r);
     }
     out.sort_unstable_by_key(|f| f.hash);
     out.dedup_by_key(|f| f.hash);
@@ -134,7 +129,7 @@ fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feat
         }
         // The trimmed ends are ASCII, so these are char boundaries.
         if let Some(word) = text.get(s..e) {
-            push(out, prefix, Cow::Borrowed(word));
+            push(out, prefix, word);
         }
     }
     seen
@@ -267,7 +262,7 @@ fn is_stop_word(w: &[u8]) -> bool {
     )
 }
 
-fn push<'m>(out: &mut Vec<Feature<'m>>, prefix: &'static str, text: Cow<'m, str>) {
+fn push<'m>(out: &mut Vec<Feature<'m>>, prefix: &'static str, text: &'m str) {
     let hash = fnv1a(prefix.as_bytes(), text.as_bytes());
     out.push(Feature { hash, prefix, text });
 }

@@ -184,10 +184,8 @@ pub fn train(examples: &[(Vec<u64>, bool)], opts: &TrainOptions) -> Model<'stati
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
-
     fn feature(token: &'static str) -> Feature<'static> {
-        Feature { hash: crate::features::fnv1a(b"b:", token.as_bytes()), prefix: "b:", text: Cow::Borrowed(token) }
+        Feature { hash: crate::features::fnv1a(b"b:", token.as_bytes()), prefix: "b:", text: token }
     }
 
     #[test]

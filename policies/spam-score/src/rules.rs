@@ -173,17 +173,16 @@ pub fn subject(msg: &Message, hits: &mut Hits) {
 }
 
 /// Body text: emptiness, vocabulary, money density, shouting, hidden text.
-/// The text/plain parts and the HTML's text are each scanned once, in place.
+/// The primary text (the longer of the plain and HTML bodies) is scanned
+/// once, in place.
 pub fn body(msg: &Message, hits: &mut Hits) {
-    let parts = [msg.text_body(), msg.html_text()];
-    if parts.iter().all(|p| p.trim().is_empty()) {
+    let text = msg.primary_text();
+    if text.trim().is_empty() {
         hit(hits, &BODY_EMPTY, String::new());
         return;
     }
     let mut stats = BodyStats::default();
-    for part in parts {
-        stats.scan(part);
-    }
+    stats.scan(text);
     if !stats.spam_words.is_empty() {
         hits.push(Hit {
             rule: &BODY_SPAM_WORDS,

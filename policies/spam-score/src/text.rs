@@ -10,16 +10,17 @@ pub fn domain_of(address: &str) -> String {
 /// `co.uk`). Enough to compare "same organisation" without a suffix list.
 pub fn org_domain(host: &str) -> &str {
     let host = host.trim_end_matches('.');
-    let labels: Vec<&str> = host.rsplit('.').collect();
-    let keep = match labels.as_slice() {
-        [_, sld, _, ..] if matches!(*sld, "co" | "com" | "net" | "org" | "ac" | "gov" | "edu") => 3,
-        _ => 2,
-    };
-    if labels.len() <= keep {
-        return host;
+    // Start of the last label, then of the one before, without allocating.
+    let Some(last_dot) = host.rfind('.') else { return host };
+    let Some(second_dot) = host[..last_dot].rfind('.') else { return host };
+    let sld = &host[second_dot + 1..last_dot];
+    if matches!(sld, "co" | "com" | "net" | "org" | "ac" | "gov" | "edu") {
+        return match host[..second_dot].rfind('.') {
+            Some(third_dot) => &host[third_dot + 1..],
+            None => host,
+        };
     }
-    let cut: usize = labels[..keep].iter().map(|l| l.len() + 1).sum();
-    &host[host.len() + 1 - cut..]
+    &host[second_dot + 1..]
 }
 
 /// Words of a text: runs of letters, digits, `'`, `-` and `%`.
@@ -56,6 +57,9 @@ pub fn is_ip_literal(host: &str) -> bool {
 /// First host name that appears in a link's visible text (`www.x.test`,
 /// `https://x.test/…`), lower case.
 pub fn domain_in_text(text: &str) -> Option<String> {
+    if !text.contains('.') {
+        return None;
+    }
     text.split(|c: char| c.is_whitespace() || matches!(c, '<' | '>' | '"' | '\'' | '(' | ')'))
         .map(|w| w.trim_start_matches("https://").trim_start_matches("http://"))
         .map(|w| w.split(['/', '?', '#', ':']).next().unwrap_or(""))
