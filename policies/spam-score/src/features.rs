@@ -5,6 +5,7 @@
 
 use postern_policy_sdk::{AuthResult, Authentication, Message};
 
+use crate::scan::BodyStats;
 use crate::text::{domain_of, org_domain};
 
 /// Body words read at most: the opening of a message says what it is, and
@@ -35,11 +36,17 @@ impl Feature<'_> {
 
 /// The distinct features of a message, sorted by hash.
 pub fn extract<'m>(msg: &'m Message<'_>, auth: &Authentication) -> Vec<Feature<'m>> {
+    extract_with(msg, auth, &mut BodyStats::default())
+}
+
+/// [`extract`], also counting the primary text into `stats` (the rules'
+/// body statistics) in the same pass.
+pub fn extract_with<'m>(msg: &'m Message<'_>, auth: &Authentication, stats: &mut BodyStats) -> Vec<Feature<'m>> {
     let mut out = Vec::with_capacity(512);
     if let Some(subject) = msg.subject() {
-        words(subject, "s:", usize::MAX, &mut out);
+        words(subject, "s:", usize::MAX, &mut out, &mut BodyStats::default());
     }
-    words(msg.primary_text(), "b:", MAX_BODY_WORDS, &mut out);
+    words(msg.primary_text(), "b:", MAX_BODY_WORDS, &mut out, stats);
     for link in msg.links() {
         if !link.domain.is_empty() {
             push(&mut out, "u:", org_domain(&link.domain));
@@ -97,26 +104,20 @@ fn auth_word(r: &AuthResult) -> Option<&'static str> {
     })
 }
 
-/// Words of 2..=24 bytes (letters, digits, `'`, `-`, `$`, `%`, and any
-/// non-ASCII byte; `'` and `-` trimmed at the ends; not all digits; not a
-/// function word), at most `max`; returns how many words were read. Byte by
-/// byte, allocation-free: this is the model's hot loop.
-fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feature<'m>>) -> usize {
+/// Words of 2..=24 bytes (as [`BodyStats::scan_words`] splits them; `'`
+/// and `-` trimmed at the ends; not all digits; not a function word), at
+/// most `max`, counted into `stats` on the way. Allocation-free: this is the
+/// model's hot loop.
+fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feature<'m>>, stats: &mut BodyStats) {
     let bytes = text.as_bytes();
     out.reserve(bytes.len().min(max.saturating_mul(8)) / 6);
-    let is_word = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'$' | b'%') || b >= 0x80;
-    let (mut seen, mut i) = (0usize, 0usize);
-    while i < bytes.len() && seen < max {
-        if !is_word(bytes[i]) {
-            i += 1;
-            continue;
-        }
-        let start = i;
-        while i < bytes.len() && is_word(bytes[i]) {
-            i += 1;
+    let mut seen = 0usize;
+    stats.scan_words(text, |start, end| {
+        if seen >= max {
+            return;
         }
         seen += 1;
-        let (mut s, mut e) = (start, i);
+        let (mut s, mut e) = (start, end);
         while s < e && matches!(bytes[s], b'\'' | b'-') {
             s += 1;
         }
@@ -125,14 +126,13 @@ fn words<'m>(text: &'m str, prefix: &'static str, max: usize, out: &mut Vec<Feat
         }
         let w = &bytes[s..e];
         if !(2..=MAX_TOKEN).contains(&w.len()) || w.iter().all(u8::is_ascii_digit) || is_stop_word(w) {
-            continue;
+            return;
         }
         // The trimmed ends are ASCII, so these are char boundaries.
         if let Some(word) = text.get(s..e) {
             push(out, prefix, word);
         }
-    }
-    seen
+    });
 }
 
 /// Function words: in an old corpus, marketing spam says "you", "your",

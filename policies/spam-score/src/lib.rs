@@ -14,7 +14,7 @@ use postern_policy_sdk::{ScoreInput, Symbol, score};
 pub mod features;
 pub mod model;
 mod rules;
-mod scan;
+pub mod scan;
 mod text;
 
 pub use rules::RULES;
@@ -23,10 +23,21 @@ pub use scan::SPAM_WORDS;
 /// Scores one message.
 #[score]
 pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> {
-    let mut symbols = heuristics(input);
-    if let Some(data) = input.config.data() {
+    // One pass over the body feeds both the rules' statistics and, when
+    // there is a model, its features.
+    let mut stats = scan::BodyStats::default();
+    let data = input.config.data();
+    let features = match data {
+        Some(_) => features::extract_with(&input.message, &input.auth, &mut stats),
+        None => {
+            stats.scan(input.message.primary_text());
+            Vec::new()
+        }
+    };
+    let mut symbols = heuristics(input, &stats);
+    if let Some(data) = data {
         let model = model::Model::from_bytes(data)?;
-        symbols.push(model_symbol(input, &model));
+        symbols.push(model_symbol(input, &model, &features));
     }
     Ok(symbols)
 }
@@ -37,9 +48,8 @@ pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> 
 /// `model_dirty_p`, linear in log-odds in between, at most `model_max`; ham
 /// evidence lowers the score by its log-odds × `model_weight`, at least
 /// `model_min`.
-pub fn model_symbol(input: &ScoreInput, model: &model::Model<'_>) -> Symbol {
-    let features = features::extract(&input.message, &input.auth);
-    let (logit, why) = model.score(&features, 3);
+pub fn model_symbol(input: &ScoreInput, model: &model::Model<'_>, features: &[features::Feature<'_>]) -> Symbol {
+    let (logit, why) = model.score(features, 3);
     let c = &input.config;
     let logit_of = |p: f64| (p / (1.0 - p)).ln();
     let junk = logit_of(c.f64_or("model_junk_p", 0.85).clamp(0.51, 0.999_999));
@@ -62,13 +72,13 @@ pub fn model_symbol(input: &ScoreInput, model: &model::Model<'_>) -> Symbol {
     )
 }
 
-/// The rule symbols.
-pub fn heuristics(input: &ScoreInput) -> Vec<Symbol> {
+/// The rule symbols; `stats` counts the message's primary text.
+pub fn heuristics(input: &ScoreInput, stats: &scan::BodyStats) -> Vec<Symbol> {
     let mut hits = Vec::new();
     rules::authentication(&input.auth, &mut hits);
     rules::headers(&input.message, &input.envelope, &mut hits);
     rules::subject(&input.message, &mut hits);
-    rules::body(&input.message, &mut hits);
+    rules::body(&input.message, stats, &mut hits);
     rules::links(&input.message, &mut hits);
     rules::attachments(&input.message, &mut hits);
     let weights = input.config.get("weights");

@@ -173,16 +173,13 @@ pub fn subject(msg: &Message, hits: &mut Hits) {
 }
 
 /// Body text: emptiness, vocabulary, money density, shouting, hidden text.
-/// The primary text (the longer of the plain and HTML bodies) is scanned
-/// once, in place.
-pub fn body(msg: &Message, hits: &mut Hits) {
-    let text = msg.primary_text();
-    if text.trim().is_empty() {
+/// `stats` counts the primary text (the longer of the plain and HTML
+/// bodies), scanned once by the caller.
+pub fn body(msg: &Message, stats: &BodyStats, hits: &mut Hits) {
+    if msg.primary_text().trim().is_empty() {
         hit(hits, &BODY_EMPTY, String::new());
         return;
     }
-    let mut stats = BodyStats::default();
-    stats.scan(text);
     if !stats.spam_words.is_empty() {
         hits.push(Hit {
             rule: &BODY_SPAM_WORDS,

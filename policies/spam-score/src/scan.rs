@@ -84,14 +84,22 @@ const MAX_WORD: usize = 16;
 impl BodyStats {
     /// Adds one text to the counts.
     pub fn scan(&mut self, text: &str) {
+        self.scan_words(text, |_, _| {});
+    }
+
+    /// Adds one text to the counts and calls `on_word(start, end)` with the
+    /// byte range of every word, so the model's features come from the same
+    /// single pass. A word is a run of letters, digits, `'`, `-`, `$`, `%`
+    /// and non-ASCII bytes.
+    pub fn scan_words(&mut self, text: &str, mut on_word: impl FnMut(usize, usize)) {
         let bytes = text.as_bytes();
         let mut word = [0u8; MAX_WORD];
-        let (mut len, mut in_word, mut ascii_word) = (0usize, false, true);
+        let (mut len, mut start, mut in_word, mut ascii_word) = (0usize, 0usize, false, true);
         for (i, &b) in bytes.iter().enumerate() {
-            let part_of_word = b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'%') || b >= 0x80;
+            let part_of_word = b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'%' | b'$') || b >= 0x80;
             if part_of_word {
                 if !in_word {
-                    (in_word, len, ascii_word) = (true, 0, true);
+                    (in_word, len, start, ascii_word) = (true, 0, i, true);
                 }
                 if b >= 0x80 {
                     ascii_word = false;
@@ -104,6 +112,7 @@ impl BodyStats {
             } else if in_word {
                 in_word = false;
                 self.end_word(&word, len, ascii_word);
+                on_word(start, i);
             }
             match b {
                 b'$' => self.money_signs += 1,
@@ -115,6 +124,7 @@ impl BodyStats {
         }
         if in_word {
             self.end_word(&word, len, ascii_word);
+            on_word(start, bytes.len());
         }
     }
 

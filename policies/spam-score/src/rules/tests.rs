@@ -75,8 +75,10 @@ fn body_vocabulary_scales_with_distinct_words() {
         text_body: "Cheap viagra! cheap VIAGRA, discount pharmacy. Unsubscribe here.".into(),
         ..Default::default()
     });
+    let mut stats = crate::scan::BodyStats::default();
+    stats.scan(msg.primary_text());
     let mut hits = Hits::new();
-    body(&msg, &mut hits);
+    body(&msg, &stats, &mut hits);
     let words = hits.iter().find(|h| h.rule.name == "BODY_SPAM_WORDS").expect("fires");
     assert_eq!(words.times, 5.0);
     assert_eq!(words.detail, "cheap, viagra, discount, pharmacy, unsubscribe");
