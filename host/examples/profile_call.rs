@@ -17,7 +17,7 @@ fn main() {
     let runtime = Runtime::new(&EngineOptions::default()).unwrap();
     let set = builtin::load_defaults(&runtime).unwrap();
     let policy = match stage.as_str() {
-        "score" => &set.scorers[0],
+        "score" | "score-rules" => &set.scorers[0],
         "route" => &set.route,
         _ => &set.threshold,
     };
@@ -31,7 +31,8 @@ fn main() {
         auth: &auth,
         workspace: &workspace,
         config: &policy.config_json,
-        data: policy.data.as_ref(),
+        // `score-rules`: the scorer without its model, to see the model's share.
+        data: if stage == "score-rules" { None } else { policy.data.as_ref() },
         score: 1.0,
         symbols: &[],
     };
