@@ -16,6 +16,15 @@ fn postern(args: &[&str]) -> std::process::Output {
     out
 }
 
+/// `postern eval` on the fixture corpus with `extra` flags; the output.
+fn eval(extra: &[&str]) -> std::process::Output {
+    let dir = fixture("corpus");
+    let labels = dir.join("labels.csv");
+    let mut args = vec!["eval", dir.to_str().unwrap(), "--labels", labels.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    postern(&args)
+}
+
 fn train(out: &std::path::Path, seed: &str) -> Vec<u8> {
     let dir = fixture("corpus");
     let labels = dir.join("labels.csv");
@@ -41,17 +50,7 @@ fn training_is_deterministic_and_the_model_separates_its_set() {
     assert_eq!(first, train(&b, "7"), "same inputs and seed, same model bytes");
     assert_ne!(first, train(&c, "8"), "another seed, another order");
 
-    let dir = fixture("corpus");
-    let labels = dir.join("labels.csv");
-    let out = postern(&[
-        "eval",
-        dir.to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-        "--model",
-        a.to_str().unwrap(),
-        "--json",
-    ]);
+    let out = eval(&["--model", a.to_str().unwrap(), "--json"]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["messages"], 12);
     assert_eq!(
@@ -66,8 +65,7 @@ fn training_is_deterministic_and_the_model_separates_its_set() {
     assert!(r["messages_per_second"].as_f64().unwrap() > 0.0);
     assert_eq!(r["roc"].as_array().unwrap().len(), 2);
 
-    let text =
-        postern(&["eval", dir.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--model", a.to_str().unwrap()]);
+    let text = eval(&["--model", a.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("ham           6      0      0        0"), "{text}");
     assert!(text.contains("spam caught (junk or dirty): 100.00%"), "{text}");
@@ -76,19 +74,7 @@ fn training_is_deterministic_and_the_model_separates_its_set() {
 
 #[test]
 fn eval_holds_out_what_train_left_out() {
-    let dir = fixture("corpus");
-    let labels = dir.join("labels.csv");
-    let out = postern(&[
-        "eval",
-        dir.to_str().unwrap(),
-        "--labels",
-        labels.to_str().unwrap(),
-        "--holdout",
-        "0.5",
-        "--seed",
-        "3",
-        "--json",
-    ]);
+    let out = eval(&["--holdout", "0.5", "--seed", "3", "--json"]);
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let n = r["messages"].as_u64().unwrap();
     assert!(n > 0 && n < 12, "only the held-out part: {n}");
