@@ -76,6 +76,21 @@ impl Config {
         Config { data: cell, ..self }
     }
 
+    /// The bytes of the data file at `offsets`, in order, without copying
+    /// the whole file into the policy (at most 65536 offsets). `None` when
+    /// there is no data file or an offset is past its end.
+    pub fn data_at(&self, offsets: &[u32]) -> Option<Vec<u8>> {
+        if offsets.len() > 65_536 {
+            return None;
+        }
+        #[cfg(target_arch = "wasm32")]
+        if self.data.get().is_none() {
+            return crate::wit::postern::policy::types::config_data_gather(offsets);
+        }
+        let data = self.data()?;
+        offsets.iter().map(|&o| data.get(o as usize).copied()).collect()
+    }
+
     /// The policy's data file, fetched from the host on first use.
     pub fn data(&self) -> Option<&[u8]> {
         self.data
@@ -144,6 +159,15 @@ mod tests {
         assert!(c.bool_or("strict", false));
         assert_eq!(c.str_or("inbox", "default"), "billing");
         assert_eq!(Config::from_json("").f64_or("dirty", 6.0), 6.0);
+    }
+
+    #[test]
+    fn data_at_reads_single_bytes() {
+        let c = Config::from_json("{}").with_data(vec![10, 20, 30]);
+        assert_eq!(c.data_at(&[2, 0]), Some(vec![30, 10]));
+        assert_eq!(c.data_at(&[]), Some(vec![]), "an empty read tells the file exists");
+        assert_eq!(c.data_at(&[3]), None, "past the end");
+        assert_eq!(Config::from_json("{}").data_at(&[]), None, "no data file");
     }
 
     #[test]

@@ -10,6 +10,9 @@ use super::sandbox::StoreData;
 use super::types::{self, Address, Attachment, Header, Link};
 use crate::message::ParsedMessage;
 
+/// Most offsets one `config-data-gather` call may ask for.
+const MAX_GATHER: usize = 65_536;
+
 /// What a `message` handle points to in a store's resource table.
 pub struct MessageHandle(pub Arc<ParsedMessage>);
 
@@ -22,6 +25,14 @@ impl StoreData {
 impl types::Host for StoreData {
     fn config_data(&mut self) -> Option<Vec<u8>> {
         self.data.as_ref().map(|d| d.to_vec())
+    }
+
+    fn config_data_gather(&mut self, offsets: Vec<u32>) -> Option<Vec<u8>> {
+        let data = self.data.as_ref()?;
+        if offsets.len() > MAX_GATHER {
+            return None;
+        }
+        offsets.iter().map(|&o| data.get(o as usize).copied()).collect()
     }
 }
 

@@ -24,10 +24,18 @@ pub use scan::SPAM_WORDS;
 #[score]
 pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> {
     // One pass over the body feeds both the rules' statistics and, when
-    // there is a model, its features.
+    // there is a model, its features. Only the header and the weights of
+    // this message's features are read from the model file.
     let mut stats = scan::BodyStats::default();
-    let data = input.config.data();
-    let features = match data {
+    let has_model = input.config.data_at(&[]).is_some();
+    let header = if has_model {
+        let offsets: Vec<u32> = (0..model::HEADER_LEN as u32).collect();
+        let bytes = input.config.data_at(&offsets).ok_or_else(|| model::ModelError("shorter than a header".into()))?;
+        Some(bytes)
+    } else {
+        None
+    };
+    let features = match header {
         Some(_) => features::extract_with(&input.message, &input.auth, &mut stats),
         None => {
             stats.scan(input.message.primary_text());
@@ -35,9 +43,14 @@ pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> 
         }
     };
     let mut symbols = heuristics(input, &stats);
-    if let Some(data) = data {
-        let model = model::Model::from_bytes(data)?;
-        symbols.push(model_symbol(input, &model, &features));
+    if let Some(header) = header {
+        let header = model::Header::parse(&header)?;
+        let stored = input
+            .config
+            .data_at(&header.offsets(&features))
+            .ok_or_else(|| model::ModelError("the model file is shorter than its header says".into()))?;
+        let (logit, why) = header.score(&features, &stored, 3);
+        symbols.push(model_symbol(input, logit, &why));
     }
     Ok(symbols)
 }
@@ -48,8 +61,7 @@ pub fn spam_score(input: &ScoreInput) -> Result<Vec<Symbol>, model::ModelError> 
 /// `model_dirty_p`, linear in log-odds in between, at most `model_max`; ham
 /// evidence lowers the score by its log-odds × `model_weight`, at least
 /// `model_min`.
-pub fn model_symbol(input: &ScoreInput, model: &model::Model<'_>, features: &[features::Feature<'_>]) -> Symbol {
-    let (logit, why) = model.score(features, 3);
+pub fn model_symbol(input: &ScoreInput, logit: f32, why: &[model::Contribution]) -> Symbol {
     let c = &input.config;
     let logit_of = |p: f64| (p / (1.0 - p)).ln();
     let junk = logit_of(c.f64_or("model_junk_p", 0.85).clamp(0.51, 0.999_999));

@@ -11,13 +11,22 @@ use crate::features::Feature;
 const MAGIC: &[u8; 8] = b"PSTNLR01";
 const HEADER: usize = 8 + 4 + 4 + 4;
 
-/// A loaded model: the weights are read in place from the file's bytes (no
-/// copy per call).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Model<'a> {
+/// A model file's header: enough to score when the weights are fetched one
+/// bucket at a time (see `Config::data_at`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Header {
     bits: u8,
     scale: f32,
     bias: f32,
+}
+
+/// Bytes of the header at the start of a model file.
+pub const HEADER_LEN: usize = HEADER;
+
+/// A whole model: header and every weight, read in place from the file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Model<'a> {
+    header: Header,
     weights: std::borrow::Cow<'a, [u8]>,
 }
 
@@ -40,9 +49,9 @@ pub struct Contribution {
     pub weight: f32,
 }
 
-impl<'a> Model<'a> {
-    /// Parses a model file.
-    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, ModelError> {
+impl Header {
+    /// Parses the header (the first [`HEADER_LEN`] bytes of a model file).
+    pub fn parse(bytes: &[u8]) -> Result<Self, ModelError> {
         if bytes.len() < HEADER || &bytes[..8] != MAGIC {
             return Err(ModelError("not a Postern model (bad magic)".into()));
         }
@@ -52,23 +61,68 @@ impl<'a> Model<'a> {
         }
         let f32_at = |i: usize| f32::from_le_bytes([bytes[i], bytes[i + 1], bytes[i + 2], bytes[i + 3]]);
         let (scale, bias) = (f32_at(12), f32_at(16));
-        let n = 1usize << bits;
-        if bytes.len() != HEADER + n {
-            return Err(ModelError(format!("{} bytes for {n} buckets", bytes.len())));
-        }
         if !scale.is_finite() || scale <= 0.0 || !bias.is_finite() {
             return Err(ModelError("scale or bias is not a finite number".into()));
         }
-        Ok(Model { bits, scale, bias, weights: std::borrow::Cow::Borrowed(&bytes[HEADER..]) })
+        Ok(Header { bits, scale, bias })
+    }
+
+    /// File offsets of the weights of these features, in order.
+    pub fn offsets(&self, features: &[Feature<'_>]) -> Vec<u32> {
+        features.iter().map(|f| (HEADER + Model::bucket(self.bits, f.hash)) as u32).collect()
+    }
+
+    /// Log-odds that the message is spam from the features' stored weights
+    /// (one byte per feature, in order), and the strongest contributions (at
+    /// most `top`, on the verdict's side, strongest first).
+    pub fn score(&self, features: &[Feature<'_>], stored: &[u8], top: usize) -> (f32, Vec<Contribution>) {
+        // One pass: the integer sum of the stored weights, and each side's
+        // strongest few (kept sorted, strongest first).
+        let mut sum: i64 = 0;
+        let (mut up, mut down): (Vec<(i8, usize)>, Vec<(i8, usize)>) = (Vec::new(), Vec::new());
+        for (i, b) in stored.iter().enumerate() {
+            let w = *b as i8;
+            sum += i64::from(w);
+            let (side, stronger): (&mut Vec<(i8, usize)>, fn(i8, i8) -> bool) = match w {
+                0 => continue,
+                w if w > 0 => (&mut up, |a, b| a > b),
+                _ => (&mut down, |a, b| a < b),
+            };
+            if side.len() < top || side.last().is_some_and(|l| stronger(w, l.0)) {
+                let at = side.iter().position(|s| stronger(w, s.0)).unwrap_or(side.len());
+                side.insert(at, (w, i));
+                side.truncate(top);
+            }
+        }
+        let logit = self.bias + sum as f32 / self.scale;
+        let chosen = if logit > 0.0 { up } else { down };
+        let explain = chosen
+            .into_iter()
+            .map(|(w, i)| Contribution { token: features[i].token(), weight: f32::from(w) / self.scale })
+            .collect();
+        (logit, explain)
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Parses a whole model file.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self, ModelError> {
+        let header = Header::parse(bytes)?;
+        let n = 1usize << header.bits;
+        if bytes.len() != HEADER + n {
+            return Err(ModelError(format!("{} bytes for {n} buckets", bytes.len())));
+        }
+        Ok(Model { header, weights: std::borrow::Cow::Borrowed(&bytes[HEADER..]) })
     }
 
     /// The file's bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(HEADER + self.weights.len());
+        let h = &self.header;
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&[self.bits, 0, 0, 0]);
-        out.extend_from_slice(&self.scale.to_le_bytes());
-        out.extend_from_slice(&self.bias.to_le_bytes());
+        out.extend_from_slice(&[h.bits, 0, 0, 0]);
+        out.extend_from_slice(&h.scale.to_le_bytes());
+        out.extend_from_slice(&h.bias.to_le_bytes());
         out.extend_from_slice(&self.weights);
         out
     }
@@ -81,7 +135,7 @@ impl<'a> Model<'a> {
             .iter()
             .map(|w| (w * f64::from(scale)).round().clamp(-127.0, 127.0) as i8 as u8)
             .collect::<Vec<u8>>();
-        Model { bits, scale, bias: bias as f32, weights: std::borrow::Cow::Owned(weights) }
+        Model { header: Header { bits, scale, bias: bias as f32 }, weights: std::borrow::Cow::Owned(weights) }
     }
 
     /// Bucket of a feature hash.
@@ -90,34 +144,10 @@ impl<'a> Model<'a> {
         ((hash ^ (hash >> 32)) as usize) & ((1usize << bits) - 1)
     }
 
-    fn weight(&self, f: &Feature<'_>) -> f32 {
-        f32::from(self.weights[Self::bucket(self.bits, f.hash)] as i8) / self.scale
-    }
-
-    /// Log-odds that the message is spam, and the strongest contributions
-    /// (at most `top` on each side, strongest first).
+    /// Log-odds and strongest contributions (see [`Header::score`]).
     pub fn score(&self, features: &[Feature<'_>], top: usize) -> (f32, Vec<Contribution>) {
-        let weights: Vec<f32> = features.iter().map(|f| self.weight(f)).collect();
-        let logit = self.bias + weights.iter().sum::<f32>();
-        let spammy = logit > 0.0;
-        // The `top` strongest on the verdict's side, by repeated selection:
-        // cheaper than sorting every contribution.
-        let mut picked: Vec<usize> = Vec::with_capacity(top);
-        for _ in 0..top {
-            let best = (0..weights.len())
-                .filter(|i| !picked.contains(i) && (weights[*i] > 0.0) == spammy && weights[*i] != 0.0)
-                .max_by(|a, b| {
-                    let (x, y) = (weights[*a], weights[*b]);
-                    if spammy { x.total_cmp(&y) } else { y.total_cmp(&x) }
-                });
-            match best {
-                Some(i) => picked.push(i),
-                None => break,
-            }
-        }
-        let explain =
-            picked.into_iter().map(|i| Contribution { token: features[i].token(), weight: weights[i] }).collect();
-        (logit, explain)
+        let stored: Vec<u8> = features.iter().map(|f| self.weights[Self::bucket(self.header.bits, f.hash)]).collect();
+        self.header.score(features, &stored, top)
     }
 }
 
