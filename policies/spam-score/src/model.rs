@@ -20,6 +20,9 @@ pub struct Header {
     bias: f32,
 }
 
+/// The strongest stored weights on one side, with their feature index.
+type Strongest = Vec<(i8, usize)>;
+
 /// Bytes of the header at the start of a model file.
 pub const HEADER_LEN: usize = HEADER;
 
@@ -79,11 +82,11 @@ impl Header {
         // One pass: the integer sum of the stored weights, and each side's
         // strongest few (kept sorted, strongest first).
         let mut sum: i64 = 0;
-        let (mut up, mut down): (Vec<(i8, usize)>, Vec<(i8, usize)>) = (Vec::new(), Vec::new());
+        let (mut up, mut down): (Strongest, Strongest) = (Vec::new(), Vec::new());
         for (i, b) in stored.iter().enumerate() {
             let w = *b as i8;
             sum += i64::from(w);
-            let (side, stronger): (&mut Vec<(i8, usize)>, fn(i8, i8) -> bool) = match w {
+            let (side, stronger): (&mut Strongest, fn(i8, i8) -> bool) = match w {
                 0 => continue,
                 w if w > 0 => (&mut up, |a, b| a > b),
                 _ => (&mut down, |a, b| a < b),
