@@ -437,11 +437,7 @@ pub fn workspace_view(ws: &WorkspaceRecord, kind: MailKind) -> Workspace {
         id: ws.id.clone(),
         junk_filter: ws.junk_filter,
         kind,
-        settings: ws
-            .settings
-            .iter()
-            .map(|(k, v)| Setting { key: k.clone(), value: serde_json::to_string(v).unwrap_or_default() })
-            .collect(),
+        settings: ws.settings_json.iter().map(|(k, v)| Setting { key: k.clone(), value: v.clone() }).collect(),
     }
 }
 

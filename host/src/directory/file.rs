@@ -68,6 +68,11 @@ impl Snapshot {
             }
             let ws = Arc::new(WorkspaceRecord {
                 domains: ws.domains.iter().map(|d| d.trim_end_matches('.').to_ascii_lowercase()).collect(),
+                settings_json: ws
+                    .settings
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::to_string(v).unwrap_or_default()))
+                    .collect(),
                 ..ws
             });
             for domain in &ws.domains {
@@ -234,6 +239,7 @@ workspace = "deleted-ws"
         assert_eq!(acme.id, "acme");
         assert!(!acme.junk_filter && acme.subscription_active && acme.email_redirect && !acme.blocked);
         assert!(acme.settings.contains_key("vip"));
+        assert_eq!(acme.settings_json, vec![("vip".to_string(), r#"["boss@acme.test"]"#.to_string())]);
         assert!(snap.by_id["globex"].blocked);
         assert_eq!(snap.sessions["s-orphan"].workspace, "deleted-ws");
     }

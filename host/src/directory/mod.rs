@@ -33,6 +33,10 @@ pub struct WorkspaceRecord {
     /// Free-form settings, handed to policies.
     #[serde(default)]
     pub settings: toml::Table,
+    /// `settings` rendered as (key, JSON) once at load, as policies receive
+    /// them: not per message.
+    #[serde(skip)]
+    pub settings_json: Vec<(String, String)>,
 }
 
 fn yes() -> bool {
