@@ -34,6 +34,10 @@ pub struct Config {
     /// Duplicate detection.
     #[serde(default)]
     pub duplicates: DuplicatesConfig,
+    /// Listeners, spool and the limits on what a stranger may send
+    /// (`postern serve`).
+    #[serde(default)]
+    pub server: ServerConfig,
     /// Directory of the file, for relative paths (not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -147,6 +151,86 @@ impl Default for DuplicatesConfig {
     }
 }
 
+/// Log line format of the server.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `[server]`: where `postern serve` listens, where it spools, and every
+/// limit on what a stranger can send. Defaults are the embedded default's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// SMTP listener.
+    pub smtp_listen: SocketAddr,
+    /// LMTP listener (none by default).
+    pub lmtp_listen: Option<SocketAddr>,
+    /// HTTP API (check, health, metrics, policies).
+    pub http_listen: SocketAddr,
+    /// Name in the greeting, EHLO reply and Received header.
+    pub hostname: String,
+    /// Spool root (one Maildir per workspace), relative to the config file.
+    pub spool_dir: PathBuf,
+    /// PEM certificate chain for STARTTLS; without it a self-signed one is
+    /// generated at start.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// `text` or `json` log lines.
+    pub log_format: LogFormat,
+    /// Largest message (SIZE, DATA, BDAT), in bytes.
+    pub max_message_bytes: u64,
+    /// Recipients per transaction.
+    pub max_recipients: usize,
+    /// Longest line (command or message), in bytes, CRLF included.
+    pub max_line_length: usize,
+    /// Commands per connection.
+    pub max_commands: u32,
+    /// Bad commands (syntax, sequence, unknown) per connection.
+    pub max_bad_commands: u32,
+    /// Seconds a client may stay silent.
+    pub idle_timeout_secs: u64,
+    /// Seconds a connection may last in total.
+    pub session_timeout_secs: u64,
+    /// Open connections in total (SMTP and LMTP).
+    pub max_connections: usize,
+    /// Open connections per client IP.
+    pub max_connections_per_ip: usize,
+    /// Seconds SIGTERM waits for open sessions before exiting.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            smtp_listen: SocketAddr::from(([127, 0, 0, 1], 2525)),
+            lmtp_listen: None,
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8025)),
+            hostname: "localhost".into(),
+            spool_dir: PathBuf::from("var/spool"),
+            tls_cert: None,
+            tls_key: None,
+            log_format: LogFormat::Text,
+            max_message_bytes: 25 << 20,
+            max_recipients: 100,
+            max_line_length: 8192,
+            max_commands: 1000,
+            max_bad_commands: 10,
+            idle_timeout_secs: 300,
+            session_timeout_secs: 1800,
+            max_connections: 1000,
+            max_connections_per_ip: 100,
+            drain_timeout_secs: 30,
+        }
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -186,6 +270,7 @@ impl Default for Config {
             directory: DirectoryConfig::default(),
             rate_limit: RateLimitConfig::default(),
             duplicates: DuplicatesConfig::default(),
+            server: ServerConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -228,6 +313,31 @@ impl Config {
         if config.limits.text_max_bytes == 0 {
             return invalid("[limits] text_max_bytes must be at least 1".into());
         }
+        let srv = &config.server;
+        if srv.tls_cert.is_some() != srv.tls_key.is_some() {
+            return invalid("[server] tls_cert and tls_key go together".into());
+        }
+        if srv.hostname.trim().is_empty() || srv.hostname.contains(char::is_whitespace) {
+            return invalid("[server] hostname must be one word".into());
+        }
+        for (name, value) in [
+            ("max_message_bytes", srv.max_message_bytes),
+            ("max_recipients", srv.max_recipients as u64),
+            ("max_commands", srv.max_commands as u64),
+            ("max_bad_commands", srv.max_bad_commands as u64),
+            ("idle_timeout_secs", srv.idle_timeout_secs),
+            ("session_timeout_secs", srv.session_timeout_secs),
+            ("max_connections", srv.max_connections as u64),
+            ("max_connections_per_ip", srv.max_connections_per_ip as u64),
+        ] {
+            if value == 0 {
+                return invalid(format!("[server] {name} must be at least 1"));
+            }
+        }
+        if srv.max_line_length < 512 {
+            // RFC 5321 4.5.3.1: a command line of 512 octets must be accepted.
+            return invalid("[server] max_line_length must be at least 512".into());
+        }
         if let Some(domain) = &mut config.reply_domain {
             *domain = domain.trim_end_matches('.').to_ascii_lowercase();
         }
@@ -237,6 +347,11 @@ impl Config {
     /// A path from the file, made relative to the file's directory.
     pub fn resolve(&self, path: &Path) -> PathBuf {
         if path.is_absolute() { path.to_path_buf() } else { self.base_dir.join(path) }
+    }
+
+    /// The server's spool root.
+    pub fn spool_dir(&self) -> PathBuf {
+        self.resolve(&self.server.spool_dir)
     }
 
     /// The DNS time budget.
@@ -302,5 +417,29 @@ window_seconds = 30
         assert!(parse("[dns]\nzone_file = \"z\"\nnameserver = \"127.0.0.1:53\"\n").is_err());
         assert!(parse("[dns]\nnameserver = \"localhost\"\n").is_err());
         assert!(parse("[rate_limit]\nsender = { count = 0, per_seconds = 60 }\n").is_err());
+        assert!(parse("[server]\ntls_cert = \"c.pem\"\n").is_err());
+        assert!(parse("[server]\nmax_line_length = 100\n").is_err());
+        assert!(parse("[server]\nmax_recipients = 0\n").is_err());
+    }
+
+    #[test]
+    fn server_section_keeps_the_issue_names() {
+        let c = parse(
+            r#"
+[server]
+smtp_listen = "127.0.0.1:2526"
+lmtp_listen = "127.0.0.1:2424"
+http_listen = "127.0.0.1:8026"
+hostname = "mx.example.test"
+spool_dir = "var/spool"
+"#,
+        )
+        .unwrap();
+        assert_eq!(c.server.smtp_listen.port(), 2526);
+        assert_eq!(c.server.lmtp_listen.map(|a| a.port()), Some(2424));
+        assert_eq!(c.server.hostname, "mx.example.test");
+        assert_eq!(c.spool_dir(), PathBuf::from("/etc/postern/var/spool"));
+        let err = parse("[server]\nsmtp_port = 25\n").unwrap_err().to_string();
+        assert!(err.contains("smtp_port"), "{err}");
     }
 }

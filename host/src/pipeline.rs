@@ -122,6 +122,22 @@ impl Pipeline {
 
     /// Judges one message.
     pub async fn check(&self, sub: &Submission<'_>) -> Verdict {
+        self.check_with(sub, false).await
+    }
+
+    /// Judges one message received over SMTP/LMTP, whose sender's rate was
+    /// charged at RCPT time when `sender_charged`.
+    pub async fn check_with(&self, sub: &Submission<'_>, sender_charged: bool) -> Verdict {
+        let (verdict, pending) = self.judge(sub, sender_charged).await;
+        self.commit(pending, verdict.action != Action::Tempfail);
+        verdict
+    }
+
+    /// Judges one message without recording it: the caller stores the
+    /// message, then calls [`Pipeline::commit`] with whether the outcome it
+    /// gave the sender is final (an accepted message that failed to store
+    /// was answered 4xx: its retry must not be a duplicate).
+    pub async fn judge(&self, sub: &Submission<'_>, sender_charged: bool) -> (Verdict, Pending) {
         let mut d = Draft { started: Instant::now(), trace: Vec::new(), runs: Vec::new(), timings: Timings::default() };
         let brand = self.stages.settings.brand.as_str();
 
@@ -130,13 +146,13 @@ impl Pipeline {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 d.timings.parse_us = d.step("parse", "fail", e.to_string(), t);
-                return d.finish(brand, Some(e.code()), Params::default());
+                return (d.finish(brand, Some(e.code()), Params::default()), Pending(None));
             }
         };
         d.timings.parse_us = d.step("parse", "ok", String::new(), t);
 
         let t = Instant::now();
-        let run = self.checks.run(&message, sub.raw, &sub.envelope).await;
+        let run = self.checks.run_with(&message, sub.raw, &sub.envelope, sender_charged).await;
         d.timings.checks_us = t.elapsed().as_micros() as u64;
         d.trace.extend(run.trace.iter().cloned());
         let verdict = match &run.failure {
@@ -152,10 +168,22 @@ impl Pipeline {
                 })
             }
         };
-        self.checks.commit(&run, verdict.action != Action::Tempfail);
-        verdict
+        (verdict, Pending(Some(run)))
+    }
+
+    /// Records what a final verdict must leave behind (the duplicate
+    /// fingerprint); nothing when `final_outcome` is false.
+    pub fn commit(&self, pending: Pending, final_outcome: bool) {
+        if let Pending(Some(run)) = pending {
+            self.checks.commit(&run, final_outcome);
+        }
     }
 }
+
+/// What a verdict will record once the caller knows the outcome is final.
+#[derive(Debug)]
+#[must_use = "pass it to Pipeline::commit"]
+pub struct Pending(Option<crate::checks::CheckRun>);
 
 impl Stages {
     fn run(

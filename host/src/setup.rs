@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use crate::checks::{CheckName, CheckSettings, FixedChecks};
 use crate::config::Config;
-use crate::directory::{DirectoryError, FileDirectory};
+use crate::directory::{Directory, DirectoryError, FileDirectory, Snapshot};
 use crate::dns::{Dns, DnsError, DnsSource};
 use crate::pipeline::{Pipeline, Settings};
 use crate::policy::PolicySet;
@@ -24,6 +24,23 @@ pub struct Overrides {
     pub directory: Option<PathBuf>,
     /// `--skip CHECK,…`.
     pub skip: Vec<CheckName>,
+    /// Use the embedded example directory and zone (the embedded default
+    /// of `postern serve`, run without a config file).
+    pub example: bool,
+}
+
+/// The example workspace directory compiled into the binary.
+pub const EXAMPLE_DIRECTORY: &str = include_str!("../defaults/workspaces.toml");
+/// The example DNS zone compiled into the binary.
+pub const EXAMPLE_ZONE: &str = include_str!("../defaults/zone.txt");
+/// The reply domain of the embedded default.
+pub const EXAMPLE_REPLY_DOMAIN: &str = "reply.postern.test";
+
+/// The configuration of `postern serve` without a file: the defaults plus
+/// the example's reply domain (directory and zone come with
+/// [`Overrides::example`]).
+pub fn embedded_config() -> Config {
+    Config { reply_domain: Some(EXAMPLE_REPLY_DOMAIN.into()), ..Config::default() }
 }
 
 /// What can stop a pipeline from being assembled.
@@ -41,6 +58,9 @@ pub enum SetupError {
 /// (zone file, nameserver, or the system resolver). With neither a config
 /// file nor `--dns-zone`, no DNS: the checks that need it are skipped.
 pub fn dns_source(config: Option<&Config>, overrides: &Overrides) -> Option<DnsSource> {
+    if overrides.example && overrides.dns_zone.is_none() {
+        return Some(DnsSource::ZoneText(EXAMPLE_ZONE));
+    }
     if let Some(zone) = &overrides.dns_zone {
         return Some(DnsSource::ZoneFile(zone.clone()));
     }
@@ -63,6 +83,30 @@ pub async fn build_pipeline(
     policies: PolicySet,
     state: Arc<dyn StateStore>,
 ) -> Result<Pipeline, SetupError> {
+    Ok(build(config, overrides, runtime, policies, state, false).await?.0)
+}
+
+/// Builds the pipeline of a long-running server: as [`build_pipeline`],
+/// and the workspace directory file is watched (reloaded on change) until
+/// the returned watcher is dropped.
+pub async fn build_watched_pipeline(
+    config: Option<&Config>,
+    overrides: &Overrides,
+    runtime: Arc<Runtime>,
+    policies: PolicySet,
+    state: Arc<dyn StateStore>,
+) -> Result<(Pipeline, Option<notify::RecommendedWatcher>), SetupError> {
+    build(config, overrides, runtime, policies, state, true).await
+}
+
+async fn build(
+    config: Option<&Config>,
+    overrides: &Overrides,
+    runtime: Arc<Runtime>,
+    policies: PolicySet,
+    state: Arc<dyn StateStore>,
+    watch: bool,
+) -> Result<(Pipeline, Option<notify::RecommendedWatcher>), SetupError> {
     let defaults = Config::default();
     let cfg = config.unwrap_or(&defaults);
     let dns = match dns_source(config, overrides) {
@@ -70,8 +114,20 @@ pub async fn build_pipeline(
         None => None,
     };
     let directory_file = overrides.directory.clone().or_else(|| cfg.directory.file.as_ref().map(|f| cfg.resolve(f)));
+    let mut watcher = None;
     let directory = match directory_file {
-        Some(path) => Some(Arc::new(FileDirectory::load(&path)?) as Arc<dyn crate::directory::Directory>),
+        Some(path) => {
+            let dir = Arc::new(FileDirectory::load(&path)?);
+            if watch {
+                watcher = Some(dir.watch()?);
+            }
+            Some(dir as Arc<dyn Directory>)
+        }
+        None if overrides.example => {
+            let snapshot = Snapshot::parse(EXAMPLE_DIRECTORY)
+                .map_err(|message| DirectoryError::Invalid { path: PathBuf::from("<embedded example>"), message })?;
+            Some(Arc::new(snapshot) as Arc<dyn Directory>)
+        }
         None => None,
     };
     let checks = FixedChecks {
@@ -93,7 +149,7 @@ pub async fn build_pipeline(
     // to be found oversized.
     settings.parse_limits.max_body_bytes =
         settings.parse_limits.max_body_bytes.max(cfg.limits.text_max_bytes.saturating_add(1) as usize);
-    Ok(Pipeline::new(runtime, policies, settings, checks))
+    Ok((Pipeline::new(runtime, policies, settings, checks), watcher))
 }
 
 fn rate(r: crate::config::Rate) -> RateLimit {

@@ -24,10 +24,10 @@ fn config() -> PathBuf {
 }
 
 /// A temporary directory removed on drop.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Scratch {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         use std::sync::atomic::{AtomicU64, Ordering};
         static N: AtomicU64 = AtomicU64::new(0);
         let dir = std::env::temp_dir().join(format!(
@@ -39,7 +39,7 @@ impl Scratch {
         Scratch(dir)
     }
 
-    fn file(&self, name: &str, content: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str, content: &str) -> PathBuf {
         let path = self.0.join(name);
         std::fs::File::create(&path).unwrap().write_all(content.as_bytes()).unwrap();
         path
@@ -65,7 +65,7 @@ impl Drop for Scratch {
 }
 
 /// A message; `body` is its text/plain body.
-fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
+pub(crate) fn message(from: &str, to: &str, subject: &str, body: &str) -> String {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nDate: Tue, 02 Jan 2024 09:15:00 +0000\r\n\
          Message-ID: <{}@test>\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n",
@@ -417,7 +417,7 @@ fn the_brand_word_comes_from_the_config() {
 
 /// A UDP and TCP "nameserver" on loopback that reads queries and never
 /// answers.
-fn silent_nameserver() -> (String, std::thread::JoinHandle<()>) {
+pub(crate) fn silent_nameserver() -> (String, std::thread::JoinHandle<()>) {
     let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
     let addr = udp.local_addr().unwrap();
     let tcp = TcpListener::bind(addr).unwrap();

@@ -6,4 +6,6 @@ mod cli;
 mod eval;
 mod pipeline;
 mod sandbox;
+mod smtp;
+mod smtp_util;
 mod util;

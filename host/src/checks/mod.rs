@@ -214,8 +214,42 @@ impl FixedChecks {
         self.settings.skip.contains(&name).then(|| "skipped by configuration".to_string())
     }
 
+    /// RCPT time (SMTP/LMTP): the recipient's workspace, or the catalog
+    /// refusal. `Ok(None)` when there is no directory or the check is
+    /// skipped: any recipient is then taken.
+    #[allow(clippy::result_large_err)] // once per recipient
+    pub fn recipient_at_rcpt(&self, rcpt: &str) -> Result<Option<recipient::Resolved>, (Code, Params)> {
+        match (&self.directory, self.skipped(CheckName::Recipient)) {
+            (Some(dir), None) => {
+                recipient::resolve(rcpt, self.settings.reply_domain.as_deref(), dir.as_ref()).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// RCPT time: charges the envelope sender's rate, once per transaction.
+    /// The checks after DATA are then told (`sender_charged`) not to charge
+    /// it again.
+    pub fn sender_rate_at_rcpt(&self, sender: &str) -> CheckOutcome {
+        if let Some(why) = self.skipped(CheckName::RateLimit) {
+            return CheckOutcome::Skipped(why);
+        }
+        let key = format!("rate:sender:{}", sender.to_ascii_lowercase());
+        match self.state.rate_allow(&key, self.settings.sender_rate, (self.clock)()) {
+            Ok(true) => CheckOutcome::Pass,
+            Ok(false) => CheckOutcome::Fail(Code::RateLimited, Params::default()),
+            Err(e) => state_failure(e),
+        }
+    }
+
     /// Runs the checks in order until one fails.
     pub async fn run(&self, msg: &ParsedMessage, raw: &[u8], env: &Envelope) -> CheckRun {
+        self.run_with(msg, raw, env, false).await
+    }
+
+    /// [`FixedChecks::run`], told whether the sender's rate was already
+    /// charged at RCPT time.
+    pub async fn run_with(&self, msg: &ParsedMessage, raw: &[u8], env: &Envelope, sender_charged: bool) -> CheckRun {
         let mut run = CheckRun {
             trace: Vec::new(),
             workspace: default_workspace(),
@@ -294,7 +328,7 @@ impl FixedChecks {
         let t = Instant::now();
         let outcome = match self.skipped(CheckName::RateLimit) {
             Some(why) => CheckOutcome::Skipped(why),
-            None => self.rate_limits(&sender, &run.workspace.id, now),
+            None => self.rate_limits((!sender_charged).then_some(sender.as_str()), &run.workspace.id, now),
         };
         if self.step(&mut run, CheckName::RateLimit, outcome, t) {
             return run;
@@ -370,10 +404,10 @@ impl FixedChecks {
         run
     }
 
-    fn rate_limits(&self, sender: &str, workspace: &str, now: u64) -> CheckOutcome {
+    fn rate_limits(&self, sender: Option<&str>, workspace: &str, now: u64) -> CheckOutcome {
         let s = &self.settings;
-        let checks =
-            [(format!("rate:sender:{sender}"), s.sender_rate), (format!("rate:ws:{workspace}"), s.workspace_rate)];
+        let sender = sender.map(|sender| (format!("rate:sender:{sender}"), s.sender_rate));
+        let checks = sender.into_iter().chain([(format!("rate:ws:{workspace}"), s.workspace_rate)]);
         for (key, limit) in checks {
             match self.state.rate_allow(&key, limit, now) {
                 Ok(true) => {}

@@ -81,8 +81,12 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
 async fn check_files(args: &CheckArgs, config: Option<&Config>) -> Result<ExitCode> {
     let runtime = Arc::new(Runtime::new(&EngineOptions::default()).context("start the WebAssembly runtime")?);
     let policies = builtin::load_defaults(&runtime).context("load the built-in policies")?;
-    let overrides =
-        Overrides { dns_zone: args.dns_zone.clone(), directory: args.directory.clone(), skip: args.skip.clone() };
+    let overrides = Overrides {
+        dns_zone: args.dns_zone.clone(),
+        directory: args.directory.clone(),
+        skip: args.skip.clone(),
+        example: false,
+    };
     let pipeline = build_pipeline(config, &overrides, runtime, policies, memory_state()).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
@@ -119,7 +123,7 @@ fn envelope_for(args: &CheckArgs, raw: &[u8], limits: ParseLimits) -> Envelope {
 
 /// An envelope for a saved message: MAIL FROM defaults to its From address
 /// (`<>` is the null sender), RCPT to its first To address.
-pub(super) fn message_envelope(
+pub(crate) fn message_envelope(
     raw: &[u8],
     limits: &ParseLimits,
     mail_from: Option<&str>,

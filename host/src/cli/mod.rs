@@ -3,7 +3,11 @@
 
 mod check;
 mod eval;
+mod serve;
 mod train;
+
+// The HTTP check API defaults its envelope exactly as `postern check` does.
+pub(crate) use check::message_envelope;
 
 use std::process::ExitCode;
 
@@ -26,14 +30,20 @@ enum Command {
     /// Run a labelled corpus through the pipeline: confusion matrix, ROC
     /// points, false positives, throughput.
     Eval(eval::EvalArgs),
+    /// Run the gate: SMTP (and LMTP) listeners, durable spool, HTTP API
+    /// with metrics. SIGHUP reloads, SIGTERM drains.
+    Serve(serve::ServeArgs),
 }
 
 /// Parses the command line, runs the command, and maps failures to exit
 /// code 2 with the error chain on stderr.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging(crate::config::LogFormat::Text, "warn");
+    }
     let result = match cli.command {
+        Command::Serve(args) => serve::run(args),
         Command::Check(args) => check::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
@@ -47,9 +57,14 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Logs to stderr, filtered by `RUST_LOG` (default: warnings).
-fn init_logging() {
+/// Logs to stderr as text or JSON lines, filtered by `RUST_LOG` (else
+/// `default_level`).
+fn init_logging(format: crate::config::LogFormat, default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match format {
+        crate::config::LogFormat::Json => builder.json().try_init(),
+        crate::config::LogFormat::Text => builder.try_init(),
+    };
 }

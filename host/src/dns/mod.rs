@@ -24,6 +24,8 @@ pub enum DnsSource {
     Nameserver(SocketAddr),
     /// A zone file, served by an in-process authoritative server on loopback.
     ZoneFile(PathBuf),
+    /// Zone text (the embedded default's example zone), served the same way.
+    ZoneText(&'static str),
 }
 
 /// DNS set-up failures.
@@ -126,6 +128,10 @@ impl Dns {
             DnsSource::Nameserver(addr) => (nameserver(*addr, opts)?, None),
             DnsSource::ZoneFile(path) => {
                 let server = ZoneServer::from_file(path).await?;
+                (nameserver(server.addr(), opts)?, Some(server))
+            }
+            DnsSource::ZoneText(text) => {
+                let server = ZoneServer::start(zone::parse_zone(text, None)?).await?;
                 (nameserver(server.addr(), opts)?, Some(server))
             }
         };

@@ -1,0 +1,9 @@
+//! Ways messages come in: the SMTP and LMTP listeners (`smtp`, one
+//! `session` per conversation, connection `limits`, STARTTLS via `tls`) and
+//! the HTTP check API (`http`).
+
+pub mod http;
+pub mod limits;
+pub mod session;
+pub mod smtp;
+pub mod tls;
