@@ -59,6 +59,11 @@ struct Stages {
     runtime: Arc<Runtime>,
     policies: PolicySet,
     settings: Settings,
+    /// Policy calls running at once, at most one per core. A policy's time
+    /// budget is wall-clock (epoch): with more threads than cores running
+    /// policies, a preempted call would time out under load through no
+    /// fault of its own. Waiting messages queue here without a thread.
+    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// The verdict under construction.
@@ -102,7 +107,9 @@ impl Draft {
 impl Pipeline {
     /// A pipeline over a runtime, its policies and the fixed checks.
     pub fn new(runtime: Arc<Runtime>, policies: PolicySet, settings: Settings, checks: FixedChecks) -> Self {
-        Pipeline { stages: Arc::new(Stages { runtime, policies, settings }), checks }
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+        let running = Arc::new(tokio::sync::Semaphore::new(cores));
+        Pipeline { stages: Arc::new(Stages { runtime, policies, settings, running }), checks }
     }
 
     /// The fixed checks.
@@ -161,7 +168,11 @@ impl Pipeline {
                 let (stages, envelope) = (self.stages.clone(), sub.envelope.clone());
                 let (workspace, auth) = (run.workspace.clone(), run.auth.clone());
                 let started = d.started;
-                off_async(move || stages.run(d, &message, &envelope, &workspace, &auth)).await.unwrap_or_else(|e| {
+                // The semaphore is never closed: acquiring only waits.
+                let permit = self.stages.running.clone().acquire_owned().await.ok();
+                let ran = off_async(move || stages.run(d, &message, &envelope, &workspace, &auth)).await;
+                drop(permit);
+                ran.unwrap_or_else(|e| {
                     tracing::error!(error = %e, "policy stages failed");
                     let d = Draft { started, trace: Vec::new(), runs: Vec::new(), timings: Timings::default() };
                     d.finish(brand, Some(Code::InternalError), Params::default())

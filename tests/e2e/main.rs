@@ -6,6 +6,7 @@ mod cli;
 mod eval;
 mod pipeline;
 mod sandbox;
+mod serve;
 mod smtp;
 mod smtp_util;
 mod util;

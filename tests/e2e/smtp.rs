@@ -58,7 +58,7 @@ fn accepted_mail_is_stored_with_its_verdict_before_the_250() {
     assert_eq!(verdict["envelope"]["mail_from"], "alice@customer.test");
     assert_eq!(verdict["envelope"]["rcpt_to"][0], "help@support.acme.test");
     assert_eq!(verdict["envelope"]["client_ip"], "127.0.0.1");
-    assert_eq!(verdict["route"]["inbox"].as_str().is_some(), true);
+    assert!(verdict["route"]["inbox"].as_str().is_some(), "{verdict}");
     let names: Vec<&str> =
         verdict["policies"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["spam-score", "junk-threshold", "route-default"]);

@@ -176,7 +176,7 @@ impl Client {
     /// True once the server has closed the connection (EOF).
     pub fn closed(&mut self) -> bool {
         let mut rest = Vec::new();
-        matches!(self.reader.read_to_end(&mut rest), Ok(_)) && rest.is_empty()
+        self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 
     /// EHLO, asserting 250.

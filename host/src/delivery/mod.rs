@@ -14,7 +14,8 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use disk::{Disk, RealDisk};
@@ -87,7 +88,20 @@ struct Inner {
     /// fsynced: the hot path then does no mkdir.
     ready: Mutex<HashSet<String>>,
     disk: Arc<dyn Disk>,
+    /// Deliveries waiting for the group committer.
+    queue: mpsc::Sender<Job>,
 }
+
+/// Synced files waiting for the group committer to put them in place.
+#[derive(Debug)]
+struct Job {
+    id: String,
+    paths: Paths,
+    reply: mpsc::SyncSender<Result<Delivered, SpoolError>>,
+}
+
+/// Most deliveries made durable together.
+const MAX_BATCH: usize = 256;
 
 impl Spool {
     /// Opens (creating if needed, with parents) the spool root. Errors if it
@@ -119,14 +133,20 @@ impl Spool {
             .open(&probe)
             .map_err(SpoolError::io("write into spool root", root))?;
         let _ = std::fs::remove_file(&probe);
-        Ok(Spool {
-            inner: Arc::new(Inner {
-                root: root.to_path_buf(),
-                hostname: maildir_hostname(hostname),
-                ready: Mutex::new(HashSet::new()),
-                disk,
-            }),
-        })
+        let (queue, jobs) = mpsc::channel();
+        let inner = Arc::new(Inner {
+            root: root.to_path_buf(),
+            hostname: maildir_hostname(hostname),
+            ready: Mutex::new(HashSet::new()),
+            disk,
+            queue,
+        });
+        let weak = Arc::downgrade(&inner);
+        std::thread::Builder::new()
+            .name("postern-spool".into())
+            .spawn(move || committer(weak, jobs))
+            .map_err(SpoolError::io("start the spool committer for", root))?;
+        Ok(Spool { inner })
     }
 
     /// The root.
@@ -138,11 +158,24 @@ impl Spool {
     /// returns only once both files and their directories are fsynced.
     /// Blocking (callers use `spawn_blocking`). On error nothing is left in
     /// `tmp/`, `new/` or `verdicts/` (best effort).
-    pub fn deliver(&self, workspace: &str, message: &[u8], verdict_json: &[u8]) -> Result<Delivered, SpoolError> {
+    ///
+    /// Each caller writes and syncs its own files (in parallel: the device
+    /// overlaps them); the renames into place and the directory syncs are
+    /// grouped (group commit): deliveries that arrive while a batch's
+    /// directories are being synced share the next sync.
+    pub fn deliver(
+        &self,
+        workspace: &str,
+        message: impl AsRef<[u8]>,
+        verdict_json: impl AsRef<[u8]>,
+    ) -> Result<Delivered, SpoolError> {
         let dir = self.workspace_dir(workspace)?;
         self.ensure_dirs(workspace, &dir)?;
         let id = self.next_id();
-        match self.try_deliver(&dir, &id, message, verdict_json) {
+        let (message, verdict_json) = (message.as_ref(), verdict_json.as_ref());
+        let result =
+            self.write_synced(&Paths::new(&dir, &id), message, verdict_json).and_then(|()| self.commit(&dir, &id));
+        match result {
             Err(e) if e.is_not_found() => {
                 // A directory vanished since it was created: create it again
                 // and retry once, with the same id (the attempt was undone).
@@ -151,6 +184,95 @@ impl Spool {
                 self.try_deliver(&dir, &id, message, verdict_json)
             }
             result => result,
+        }
+    }
+
+    /// Writes both files into `tmp/` and syncs them; undoes on failure.
+    fn write_synced(&self, paths: &Paths, message: &[u8], verdict_json: &[u8]) -> Result<(), SpoolError> {
+        let disk = &self.inner.disk;
+        let result = (|| {
+            let v =
+                disk.write(&paths.tmp_verdict, verdict_json).map_err(SpoolError::io("write", &paths.tmp_verdict))?;
+            let m = disk.write(&paths.tmp_message, message).map_err(SpoolError::io("write", &paths.tmp_message))?;
+            disk.sync(&v, &paths.tmp_verdict).map_err(SpoolError::io("sync", &paths.tmp_verdict))?;
+            disk.sync(&m, &paths.tmp_message).map_err(SpoolError::io("sync", &paths.tmp_message))
+        })();
+        if result.is_err() {
+            paths.remove_all();
+        }
+        result
+    }
+
+    /// Hands the synced files to the group committer and waits for them to
+    /// be renamed into place with their directories synced.
+    fn commit(&self, dir: &Path, id: &str) -> Result<Delivered, SpoolError> {
+        let (reply, answer) = mpsc::sync_channel(1);
+        let paths = Paths::new(dir, id);
+        let stopped = |paths: &Paths| {
+            paths.remove_all();
+            SpoolError::Io {
+                path: self.inner.root.clone(),
+                op: "deliver into",
+                source: io::Error::other("the spool committer stopped"),
+            }
+        };
+        let job = Job { id: id.to_string(), paths, reply };
+        if let Err(mpsc::SendError(job)) = self.inner.queue.send(job) {
+            return Err(stopped(&job.paths));
+        }
+        answer.recv().unwrap_or_else(|_| Err(stopped(&Paths::new(dir, id))))
+    }
+
+    /// Renames a batch into place, then syncs each directory once. A failure
+    /// fails only the deliveries it touches, which are undone.
+    fn commit_batch(&self, jobs: Vec<Job>) {
+        let disk = &self.inner.disk;
+        let mut work: Vec<(Job, Result<(), SpoolError>)> = jobs
+            .into_iter()
+            .map(|job| {
+                let p = &job.paths;
+                // The verdict lands first: whoever picks a message up from
+                // new/ can rely on its verdict being there.
+                let renamed = disk
+                    .rename(&p.tmp_verdict, &p.verdict)
+                    .map_err(SpoolError::io("rename into", &p.verdict))
+                    .and_then(|()| {
+                        disk.rename(&p.tmp_message, &p.message).map_err(SpoolError::io("rename into", &p.message))
+                    });
+                (job, renamed)
+            })
+            .collect();
+        let mut synced: Vec<(PathBuf, Option<(io::ErrorKind, String)>)> = Vec::new();
+        for (job, result) in &mut work {
+            if result.is_err() {
+                continue;
+            }
+            for renamed in [&job.paths.message, &job.paths.verdict] {
+                let parent = renamed.parent().unwrap_or(renamed).to_path_buf();
+                if !synced.iter().any(|(dir, _)| *dir == parent) {
+                    let failure = disk.sync_dir(&parent).err().map(|e| (e.kind(), e.to_string()));
+                    synced.push((parent.clone(), failure));
+                }
+                if let Some((_, Some((kind, why)))) = synced.iter().find(|(dir, _)| *dir == parent) {
+                    let source = io::Error::new(*kind, why.clone());
+                    *result = Err(SpoolError::Io { path: parent, op: "sync directory", source });
+                }
+            }
+        }
+        for (job, result) in work {
+            let outcome = match result {
+                Ok(()) => Ok(Delivered {
+                    id: job.id.clone(),
+                    message: job.paths.message.clone(),
+                    verdict: job.paths.verdict.clone(),
+                }),
+                Err(e) => {
+                    job.paths.remove_all();
+                    Err(e)
+                }
+            };
+            // The waiting thread may have gone; nothing to do then.
+            let _ = job.reply.send(outcome);
         }
     }
 
@@ -232,38 +354,37 @@ impl Spool {
         let paths = Paths::new(dir, id);
         let result = self.write_all(&paths, message, verdict_json);
         if result.is_err() {
-            for path in [&paths.tmp_verdict, &paths.tmp_message, &paths.verdict, &paths.message] {
-                let _ = std::fs::remove_file(path);
-            }
+            paths.remove_all();
         }
         result.map(|()| Delivered { id: id.to_string(), message: paths.message, verdict: paths.verdict })
     }
 
     fn write_all(&self, paths: &Paths, message: &[u8], verdict_json: &[u8]) -> Result<(), SpoolError> {
+        let disk = &self.inner.disk;
+        // Both files are written before either is synced, and both renamed
+        // before either directory is synced: on a journalling filesystem the
+        // first sync of each pair commits the work of both, so a delivery
+        // costs two journal commits instead of four.
+        let verdict =
+            disk.write(&paths.tmp_verdict, verdict_json).map_err(SpoolError::io("write", &paths.tmp_verdict))?;
+        let msg = disk.write(&paths.tmp_message, message).map_err(SpoolError::io("write", &paths.tmp_message))?;
+        disk.sync(&verdict, &paths.tmp_verdict).map_err(SpoolError::io("sync", &paths.tmp_verdict))?;
+        disk.sync(&msg, &paths.tmp_message).map_err(SpoolError::io("sync", &paths.tmp_message))?;
+        drop((verdict, msg));
         // The verdict lands first: whoever picks a message up from new/ can
         // rely on its verdict being there.
-        self.write_durably(&paths.tmp_verdict, &paths.verdict, verdict_json)?;
-        self.write_durably(&paths.tmp_message, &paths.message, message)?;
-        let disk = &self.inner.disk;
-        for renamed in [&paths.verdict, &paths.message] {
+        disk.rename(&paths.tmp_verdict, &paths.verdict).map_err(SpoolError::io("rename into", &paths.verdict))?;
+        disk.rename(&paths.tmp_message, &paths.message).map_err(SpoolError::io("rename into", &paths.message))?;
+        for renamed in [&paths.message, &paths.verdict] {
             let parent = renamed.parent().unwrap_or(renamed);
             disk.sync_dir(parent).map_err(SpoolError::io("sync directory", parent))?;
         }
         Ok(())
     }
-
-    /// Writes `data` to `tmp`, fsyncs it and renames it to `to` (the
-    /// directory entry is fsynced by the caller).
-    fn write_durably(&self, tmp: &Path, to: &Path, data: &[u8]) -> Result<(), SpoolError> {
-        let disk = &self.inner.disk;
-        let file = disk.write(tmp, data).map_err(SpoolError::io("write", tmp))?;
-        disk.sync(&file, tmp).map_err(SpoolError::io("sync", tmp))?;
-        drop(file);
-        disk.rename(tmp, to).map_err(SpoolError::io("rename into", to))
-    }
 }
 
 /// Every path one delivery touches.
+#[derive(Debug)]
 struct Paths {
     tmp_verdict: PathBuf,
     tmp_message: PathBuf,
@@ -279,6 +400,33 @@ impl Paths {
             tmp_message: tmp.join(id),
             verdict: dir.join("verdicts").join(format!("{id}.json")),
             message: dir.join("new").join(id),
+        }
+    }
+}
+
+impl Paths {
+    /// Best-effort undo of a failed delivery.
+    fn remove_all(&self) {
+        for path in [&self.tmp_verdict, &self.tmp_message, &self.verdict, &self.message] {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// The group committer's loop: takes every delivery queued so far (at most
+/// [`MAX_BATCH`]), commits them together, and again; ends with the spool.
+fn committer(spool: Weak<Inner>, jobs: mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match spool.upgrade() {
+            Some(inner) => Spool { inner }.commit_batch(batch),
+            None => return,
         }
     }
 }

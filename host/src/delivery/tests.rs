@@ -165,7 +165,7 @@ fn fsync_order_write_sync_rename_then_dirs() {
     assert!(m_write < m_sync && m_sync < m_rename, "{events:?}");
     assert!(v_write < v_sync && v_sync < v_rename, "{events:?}");
     // The verdict is in place before the message appears in new/.
-    assert!(v_rename < m_write, "{events:?}");
+    assert!(v_rename < m_rename, "{events:?}");
     assert!(new_sync > m_rename && new_sync > v_rename, "{events:?}");
     assert!(verdicts_sync > m_rename && verdicts_sync > v_rename, "{events:?}");
     // The directory syncs are the last operations: deliver returned after them.
@@ -291,4 +291,43 @@ fn root_that_is_a_file_is_refused() {
 fn spool_is_send_sync_and_clone() {
     fn check<T: Send + Sync + Clone + std::fmt::Debug>() {}
     check::<Spool>();
+}
+
+#[test]
+fn concurrent_deliveries_share_their_directory_syncs() {
+    let tmp = TempDir::new();
+    let (spool, disk) = recording_spool(&tmp.0);
+    spool.deliver("acme", MESSAGE, VERDICT).unwrap();
+    // Hold the committer in a slow sync so the others queue behind it and
+    // are committed together.
+    let slow = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let flag = slow.clone();
+    disk.fail_when(move |e| {
+        if matches!(e, Event::SyncDir(_)) && flag.swap(false, Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        false
+    });
+    let before = disk.events().len();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let spool = spool.clone();
+            std::thread::spawn(move || spool.deliver("acme", MESSAGE, VERDICT).unwrap())
+        })
+        .collect();
+    let ids: std::collections::HashSet<String> = threads.into_iter().map(|t| t.join().unwrap().id).collect();
+    assert_eq!(ids.len(), 8);
+    for id in &ids {
+        assert_eq!(std::fs::read(tmp.0.join("acme/new").join(id)).unwrap(), MESSAGE);
+    }
+    let events = &disk.events()[before..];
+    let new_syncs = events.iter().filter(|e| **e == Event::SyncDir(tmp.0.join("acme/new"))).count();
+    assert!(new_syncs < 8, "8 deliveries, {new_syncs} syncs of new/: {events:?}");
+    // Every file was still synced before its rename.
+    for id in &ids {
+        let m = tmp.0.join("acme/tmp").join(id);
+        let sync = position(events, &Event::Sync(m.clone()));
+        let rename = position(events, &Event::Rename(m, tmp.0.join("acme/new").join(id)));
+        assert!(sync < rename);
+    }
 }

@@ -547,6 +547,10 @@ impl Session {
             }
             Some(_) => {
                 self.reply(354, "", "Start mail input; end with <CRLF>.<CRLF>");
+                if let Some(t) = self.txn.as_mut() {
+                    // Most mail is tens of KB: skip the first doublings.
+                    t.body.reserve(32 * 1024);
+                }
                 self.phase = Phase::Data(DataReceiver::new());
                 None
             }
@@ -685,7 +689,7 @@ impl Session {
             let spool = self.shared.spool.clone();
             let ws = workspace.to_string();
             let result = match record {
-                Ok(json) => tokio::task::spawn_blocking(move || spool.deliver(&ws, &message, &json))
+                Ok(json) => tokio::task::spawn_blocking(move || spool.deliver(&ws, message, json))
                     .await
                     .map_err(|e| e.to_string())
                     .and_then(|r| r.map_err(|e| e.to_string())),

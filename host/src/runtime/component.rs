@@ -88,7 +88,10 @@ pub struct CompiledPolicy {
     pub sha256: String,
     /// Size of the component in bytes.
     pub wasm_bytes: usize,
-    /// Time spent compiling and validating it.
+    /// Size of the compiled code image (what a precompiled artifact holds):
+    /// most of the memory a loaded policy costs.
+    pub artifact_bytes: usize,
+    /// Time spent compiling (or deserializing) and validating it.
     pub load_time: Duration,
 }
 
@@ -111,6 +114,52 @@ impl Runtime {
         let started = Instant::now();
         let sha256 = sha256_hex(wasm);
         let component = Component::new(&self.engine, wasm).map_err(|e| PolicyError::Compile(format!("{e:#}")))?;
+        self.prepare(component, stage, sha256, wasm.len(), started)
+    }
+
+    /// Validates a component precompiled by [`Runtime::precompile`] (the
+    /// same checks as [`Runtime::load`]), skipping Cranelift. `sha256` and
+    /// `wasm_bytes` describe the source component it was compiled from.
+    ///
+    /// The artifact must come from a trusted place: wasmtime runs its code
+    /// as it is. Bytes that are not an artifact of this engine's
+    /// configuration are refused with [`PolicyError::Compile`].
+    pub fn load_precompiled(
+        &self,
+        artifact: &[u8],
+        sha256: &str,
+        wasm_bytes: usize,
+        stage: Stage,
+    ) -> Result<CompiledPolicy, PolicyError> {
+        let started = Instant::now();
+        // SAFETY: wasmtime checks the header (version, engine config) but
+        // trusts the machine code. The callers' contract (documented above)
+        // is that `artifact` is the output of `precompile` on a host we
+        // control; the artifact cache enforces it with its own checksums.
+        #[allow(unsafe_code)]
+        let component = unsafe { Component::deserialize(&self.engine, artifact) }
+            .map_err(|e| PolicyError::Compile(format!("not a loadable precompiled artifact: {e:#}")))?;
+        self.prepare(component, stage, sha256.to_string(), wasm_bytes, started)
+    }
+
+    /// Compiles a component to the engine's precompiled form, for
+    /// [`Runtime::load_precompiled`]. Checks nothing beyond compilation.
+    pub fn precompile(&self, wasm: &[u8]) -> Result<Vec<u8>, PolicyError> {
+        self.engine.precompile_component(wasm).map_err(|e| PolicyError::Compile(format!("{e:#}")))
+    }
+
+    /// The checks shared by both ways of loading: imports against the
+    /// allow-list, the stage's export and its types, and one trial instance.
+    fn prepare(
+        &self,
+        component: Component,
+        stage: Stage,
+        sha256: String,
+        wasm_bytes: usize,
+        started: Instant,
+    ) -> Result<CompiledPolicy, PolicyError> {
+        let image = component.image_range();
+        let artifact_bytes = image.end.addr() - image.start.addr();
         let ty = component.component_type();
         for (name, _) in ty.imports(&self.engine) {
             check_import(name)?;
@@ -130,7 +179,8 @@ impl Runtime {
             Stage::Threshold => StageIndices::Threshold(thresholder::GuestIndices::new(&pre).map_err(missing)?),
             Stage::Route => StageIndices::Route(router::GuestIndices::new(&pre).map_err(missing)?),
         };
-        let policy = CompiledPolicy { pre, indices, stage, sha256, wasm_bytes: wasm.len(), load_time: Duration::ZERO };
+        let policy =
+            CompiledPolicy { pre, indices, stage, sha256, wasm_bytes, artifact_bytes, load_time: Duration::ZERO };
         // One trial instance type-checks the export's signature now rather
         // than on the first message.
         let mut store = Store::new(&self.engine, StoreData::new(&CallLimits::default()));
