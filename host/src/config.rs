@@ -38,6 +38,12 @@ pub struct Config {
     /// (`postern serve`).
     #[serde(default)]
     pub server: ServerConfig,
+    /// The policy deployment directory (hot-swapped policies).
+    #[serde(default)]
+    pub policies: PoliciesConfig,
+    /// The admin API (policy status and rollback).
+    #[serde(default)]
+    pub admin: AdminConfig,
     /// Directory of the file, for relative paths (not a key).
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -231,6 +237,49 @@ impl Default for ServerConfig {
     }
 }
 
+/// `[policies]`: the deployment directory of hot-swapped policies.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PoliciesConfig {
+    /// `platform/` and `workspaces/<id>/` (relative to the config file);
+    /// none: the built-in policies only.
+    pub dir: Option<PathBuf>,
+    /// Precompiled artifacts and the versions kept for rollback.
+    pub cache_dir: PathBuf,
+    /// Memory the compiled workspace policies may hold, MiB.
+    pub cache_memory_mb: u64,
+    /// How long a burst of file events must settle before a reload, ms.
+    pub debounce_ms: u64,
+}
+
+impl Default for PoliciesConfig {
+    fn default() -> Self {
+        PoliciesConfig {
+            dir: None,
+            cache_dir: PathBuf::from("var/policy-cache"),
+            cache_memory_mb: 256,
+            debounce_ms: 20,
+        }
+    }
+}
+
+/// `[admin]`: the operators' API (`postern policy …` against a running
+/// server). Off unless a token is set.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Where it listens (loopback by default).
+    pub listen: SocketAddr,
+    /// Bearer token every request must carry.
+    pub token: Option<String>,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 8026)), token: None }
+    }
+}
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -271,6 +320,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             duplicates: DuplicatesConfig::default(),
             server: ServerConfig::default(),
+            policies: PoliciesConfig::default(),
+            admin: AdminConfig::default(),
             base_dir: PathBuf::from("."),
         }
     }
@@ -337,6 +388,15 @@ impl Config {
         if srv.max_line_length < 512 {
             // RFC 5321 4.5.3.1: a command line of 512 octets must be accepted.
             return invalid("[server] max_line_length must be at least 512".into());
+        }
+        if config.policies.cache_memory_mb == 0 {
+            return invalid("[policies] cache_memory_mb must be at least 1".into());
+        }
+        if config.policies.debounce_ms > 10_000 {
+            return invalid("[policies] debounce_ms must be at most 10000".into());
+        }
+        if config.admin.token.as_ref().is_some_and(|t| t.trim().len() < 16) {
+            return invalid("[admin] token must be at least 16 characters".into());
         }
         if let Some(domain) = &mut config.reply_domain {
             *domain = domain.trim_end_matches('.').to_ascii_lowercase();

@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use crate::checks::FixedChecks;
 use crate::message::{ParseLimits, ParsedMessage};
-use crate::policy::PolicySet;
+use crate::policy::{FixedPolicies, PolicySet, PolicySource};
 use crate::runtime::types::{Authentication, Classification, Envelope, Symbol, Workspace};
 use crate::runtime::{OutputLimits, Runtime};
-use crate::stages::{self, StageContext, Tempfail};
+use crate::stages::{self, StageContext, Tempfail, shadow};
 use crate::verdict::{Action, Code, Params, PolicyRun, Timings, TraceStep, Verdict};
 
 /// Pipeline settings.
@@ -57,7 +57,7 @@ pub struct Pipeline {
 #[derive(Debug)]
 struct Stages {
     runtime: Arc<Runtime>,
-    policies: PolicySet,
+    policies: Arc<dyn PolicySource>,
     settings: Settings,
     /// Policy calls running at once, at most one per core. A policy's time
     /// budget is wall-clock (epoch): with more threads than cores running
@@ -107,6 +107,17 @@ impl Draft {
 impl Pipeline {
     /// A pipeline over a runtime, its policies and the fixed checks.
     pub fn new(runtime: Arc<Runtime>, policies: PolicySet, settings: Settings, checks: FixedChecks) -> Self {
+        Self::with_source(runtime, Arc::new(FixedPolicies(Arc::new(policies))), settings, checks)
+    }
+
+    /// A pipeline whose policies come from `policies` per message (the live
+    /// deployment directory).
+    pub fn with_source(
+        runtime: Arc<Runtime>,
+        policies: Arc<dyn PolicySource>,
+        settings: Settings,
+        checks: FixedChecks,
+    ) -> Self {
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let running = Arc::new(tokio::sync::Semaphore::new(cores));
         Pipeline { stages: Arc::new(Stages { runtime, policies, settings, running }), checks }
@@ -122,9 +133,15 @@ impl Pipeline {
         &self.stages.settings
     }
 
-    /// The policies in use.
-    pub fn policies(&self) -> &PolicySet {
-        &self.stages.policies
+    /// Where the policies come from.
+    pub fn policy_source(&self) -> Arc<dyn PolicySource> {
+        self.stages.policies.clone()
+    }
+
+    /// The policies the platform's mail (a workspace without its own) goes
+    /// through now.
+    pub fn policies(&self) -> Arc<PolicySet> {
+        self.stages.policies.for_workspace("")
     }
 
     /// Judges one message.
@@ -219,8 +236,11 @@ impl Stages {
             d.finish(brand, Some(Code::InternalError), Params::default())
         };
 
+        // Resolved once: the whole message sees one version of each policy,
+        // however the deployment changes meanwhile.
+        let policies = self.policies.for_workspace(&workspace.id);
         let t = Instant::now();
-        let scored = match stages::run_score(&ctx, &self.policies.scorers, &mut d.runs) {
+        let scored = match stages::run_score(&ctx, &policies.scorers, &mut d.runs) {
             Ok(s) => s,
             Err(e) => return tempfail(d, "score", e, t),
         };
@@ -239,7 +259,7 @@ impl Stages {
         let t = Instant::now();
         let decided = match stages::run_threshold(
             &ctx,
-            &self.policies.threshold,
+            &policies.threshold,
             scored.total,
             &symbols,
             self.settings.dirty_limit,
@@ -249,6 +269,30 @@ impl Stages {
             Err(e) => return tempfail(d, "threshold", e, t),
         };
         d.timings.threshold_us = d.step("threshold", decided.name(), decided.note.clone(), t);
+        let limit = self.settings.dirty_limit;
+        let t = Instant::now();
+        let shadows = shadow::compare_scores(
+            &ctx,
+            &policies.threshold,
+            &scored.shadow_symbols,
+            scored.total,
+            &symbols,
+            limit,
+            &decided,
+        )
+        .into_iter()
+        .chain(shadow::compare_thresholds(
+            &ctx,
+            &policies.shadow,
+            scored.total,
+            &symbols,
+            limit,
+            &decided,
+            &mut d.runs,
+        ));
+        for report in shadows.collect::<Vec<_>>() {
+            record_shadow(&mut d, report, t);
+        }
 
         let finish = |d: Draft, code: Option<Code>, route| {
             let params = Params { note: decided.note.clone(), score: scored.total, ..Params::default() };
@@ -265,13 +309,34 @@ impl Stages {
         }
 
         let t = Instant::now();
-        let route = match stages::run_route(&ctx, &self.policies.route, scored.total, &symbols, &mut d.runs) {
+        let route = match stages::run_route(&ctx, &policies.route, scored.total, &symbols, &mut d.runs) {
             Ok(r) => r,
             Err(e) => return tempfail(d, "route", e, t),
         };
         d.timings.route_us = d.step("route", "ok", format!("{} / {}", route.inbox, route.conversation), t);
+        let t = Instant::now();
+        for report in shadow::compare_routes(&ctx, &policies.shadow, scored.total, &symbols, &route, &mut d.runs) {
+            record_shadow(&mut d, report, t);
+        }
         finish(d, None, Some(route))
     }
+}
+
+/// A shadow comparison goes into the trace (step `shadow`, outcome
+/// `differs` or `same`, detail starting with the policy); a difference is
+/// also logged. The server counts the differences in its metrics.
+fn record_shadow(d: &mut Draft, report: shadow::ShadowReport, since: Instant) {
+    if report.differs {
+        tracing::info!(
+            target: "postern::shadow",
+            policy = %report.policy,
+            stage = report.stage,
+            detail = %report.detail,
+            "shadow decision differs"
+        );
+    }
+    let outcome = if report.differs { "differs" } else { "same" };
+    d.step("shadow", outcome, format!("{} ({}): {}", report.policy, report.stage, report.detail), since);
 }
 
 fn names(symbols: &[crate::verdict::SymbolOut]) -> String {

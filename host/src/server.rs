@@ -13,6 +13,7 @@ use tokio::sync::{Mutex, watch};
 
 use crate::config::{Config, ConfigError};
 use crate::delivery::{Spool, SpoolError};
+use crate::ingress::admin::{self, AdminState};
 use crate::ingress::http::{self, HttpState};
 use crate::ingress::limits::ConnectionLimits;
 use crate::ingress::session::{Protocol, SessionLimits, Shared};
@@ -20,7 +21,8 @@ use crate::ingress::smtp;
 use crate::ingress::tls::{self, TlsError};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
-use crate::policy::{PolicySet, builtin};
+use crate::policy::registry::{Registry, RegistryConfig, RegistryError};
+use crate::policy::{FixedPolicies, PolicySet, PolicySource, builtin};
 use crate::runtime::{EngineOptions, Runtime};
 use crate::setup::{self, Overrides, SetupError};
 use crate::state::StateStore;
@@ -43,6 +45,9 @@ pub enum ServeError {
     /// STARTTLS cannot be set up.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The policy deployment directory cannot be used.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
     /// A listener cannot be bound.
     #[error("cannot listen for {what} on {addr}: {source}")]
     Bind {
@@ -76,6 +81,29 @@ struct Live {
     _watcher: Option<notify::RecommendedWatcher>,
 }
 
+/// The policy source, the deployment directory behind it (if any) and its
+/// watcher (alive as long as the server).
+type Policies = (Arc<dyn PolicySource>, Option<Arc<Registry>>, Option<notify::RecommendedWatcher>);
+
+/// Where the policies come from: the built-ins, or the deployment directory.
+fn policy_source(config: &Config, runtime: &Arc<Runtime>, builtins: &PolicySet) -> Result<Policies, ServeError> {
+    let Some(dir) = &config.policies.dir else {
+        return Ok((Arc::new(FixedPolicies(Arc::new(builtins.clone()))), None, None));
+    };
+    let registry = Registry::open(
+        runtime.clone(),
+        builtins.clone(),
+        RegistryConfig {
+            dir: config.resolve(dir),
+            cache_dir: config.resolve(&config.policies.cache_dir),
+            cache_memory_bytes: usize::try_from(config.policies.cache_memory_mb << 20).unwrap_or(usize::MAX),
+            debounce: Duration::from_millis(config.policies.debounce_ms),
+        },
+    )?;
+    let watcher = registry.watch()?;
+    Ok((registry.clone(), Some(registry), Some(watcher)))
+}
+
 /// A running server.
 pub struct Server {
     /// SMTP address (the real port when the config said 0).
@@ -84,13 +112,17 @@ pub struct Server {
     pub lmtp: Option<SocketAddr>,
     /// HTTP address.
     pub http: SocketAddr,
+    /// Admin API address, when a token is configured.
+    pub admin: Option<SocketAddr>,
     /// Spool root.
     pub spool: PathBuf,
     options: ServeOptions,
     runtime: Arc<Runtime>,
-    policies: PolicySet,
     state: Arc<dyn StateStore>,
     pipeline: Arc<ArcSwap<Pipeline>>,
+    source: Arc<dyn PolicySource>,
+    registry: Option<Arc<Registry>>,
+    _policy_watcher: Option<notify::RecommendedWatcher>,
     live: Mutex<Live>,
     caps: Arc<ConnectionLimits>,
     drain: Duration,
@@ -148,11 +180,17 @@ impl Server {
     ) -> Result<Server, ServeError> {
         let config = load_config(&options)?;
         let state = setup::memory_state();
+        // Loading a deployment compiles: off the executor.
+        let (cfg, rt, builtins) = (config.clone(), runtime.clone(), policies.clone());
+        let (source, registry, policy_watcher) =
+            tokio::task::spawn_blocking(move || policy_source(&cfg, &rt, &builtins))
+                .await
+                .map_err(|e| ServeError::Policies(e.to_string()))??;
         let (pipeline, watcher) = setup::build_watched_pipeline(
             Some(&config),
             &overrides(&options),
             runtime.clone(),
-            policies.clone(),
+            source.clone(),
             state.clone(),
         )
         .await?;
@@ -193,6 +231,14 @@ impl Server {
             _ => None,
         };
         let http_addr = addr(&http_listener, "HTTP", srv.http_listen)?;
+        let admin_listener = match &config.admin.token {
+            Some(_) => Some(bind("admin", config.admin.listen).await?),
+            None => None,
+        };
+        let admin_addr = match &admin_listener {
+            Some(l) => Some(addr(l, "admin", config.admin.listen)?),
+            None => None,
+        };
 
         let mut tasks =
             vec![tokio::spawn(smtp::accept_loop(smtp_listener, Protocol::Smtp, shared.clone(), caps.clone()))];
@@ -204,6 +250,19 @@ impl Server {
             metrics,
             max_body_bytes: usize::try_from(srv.max_message_bytes).unwrap_or(usize::MAX),
         };
+        if let (Some(listener), Some(token)) = (admin_listener, &config.admin.token) {
+            let state =
+                AdminState { token: Arc::from(token.trim()), source: source.clone(), registry: registry.clone() };
+            let mut stop = shutdown_rx.clone();
+            tasks.push(tokio::spawn(async move {
+                let stop = async move {
+                    let _ = stop.wait_for(|stop| *stop).await;
+                };
+                if let Err(e) = admin::serve(listener, state, stop).await {
+                    tracing::error!(error = %e, "admin API stopped");
+                }
+            }));
+        }
         let mut http_shutdown = shutdown_rx;
         tasks.push(tokio::spawn(async move {
             let stop = async move {
@@ -218,13 +277,16 @@ impl Server {
             smtp: smtp_addr,
             lmtp: lmtp_addr,
             http: http_addr,
+            admin: admin_addr,
             spool: spool_root,
             drain: Duration::from_secs(config.server.drain_timeout_secs),
             options,
             runtime,
-            policies,
             state,
             pipeline,
+            source,
+            registry,
+            _policy_watcher: policy_watcher,
             live: Mutex::new(Live { config, _watcher: watcher }),
             caps,
             shutdown,
@@ -239,16 +301,26 @@ impl Server {
     pub async fn reload(&self) -> Result<(), ServeError> {
         let mut live = self.live.lock().await;
         let config = load_config(&self.options)?;
+        if let Some(registry) = self.registry.clone() {
+            tokio::task::spawn_blocking(move || registry.reload_all())
+                .await
+                .map_err(|e| ServeError::Policies(e.to_string()))??;
+        }
         let (pipeline, watcher) = setup::build_watched_pipeline(
             Some(&config),
             &overrides(&self.options),
             self.runtime.clone(),
-            self.policies.clone(),
+            self.source.clone(),
             self.state.clone(),
         )
         .await?;
-        if config.server != live.config.server {
-            tracing::warn!("[server] changed: listeners, spool and limits take effect at the next restart");
+        if config.server != live.config.server
+            || config.policies != live.config.policies
+            || config.admin != live.config.admin
+        {
+            tracing::warn!(
+                "[server], [policies] or [admin] changed: listeners, spool, limits, the policy directory and the admin API take effect at the next restart"
+            );
         }
         self.pipeline.store(Arc::new(pipeline));
         *live = Live { config, _watcher: watcher };
@@ -314,6 +386,9 @@ fn print_ready(server: &Server, config: Option<&Path>) {
         let _ = writeln!(out, "postern: LMTP listening on {lmtp}");
     }
     let _ = writeln!(out, "postern: HTTP listening on {}", server.http);
+    if let Some(admin) = server.admin {
+        let _ = writeln!(out, "postern: admin API listening on {admin}");
+    }
     let _ = writeln!(out, "postern: spool {}", server.spool.display());
     let _ = out.flush();
 }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::directory::{Directory, DirectoryError, FileDirectory, Snapshot};
 use crate::dns::{Dns, DnsError, DnsSource};
 use crate::pipeline::{Pipeline, Settings};
-use crate::policy::PolicySet;
+use crate::policy::{FixedPolicies, PolicySet, PolicySource};
 use crate::runtime::Runtime;
 use crate::state::{MemoryState, RateLimit, StateStore};
 
@@ -83,6 +83,7 @@ pub async fn build_pipeline(
     policies: PolicySet,
     state: Arc<dyn StateStore>,
 ) -> Result<Pipeline, SetupError> {
+    let policies: Arc<dyn PolicySource> = Arc::new(FixedPolicies(Arc::new(policies)));
     Ok(build(config, overrides, runtime, policies, state, false).await?.0)
 }
 
@@ -93,7 +94,7 @@ pub async fn build_watched_pipeline(
     config: Option<&Config>,
     overrides: &Overrides,
     runtime: Arc<Runtime>,
-    policies: PolicySet,
+    policies: Arc<dyn PolicySource>,
     state: Arc<dyn StateStore>,
 ) -> Result<(Pipeline, Option<notify::RecommendedWatcher>), SetupError> {
     build(config, overrides, runtime, policies, state, true).await
@@ -103,7 +104,7 @@ async fn build(
     config: Option<&Config>,
     overrides: &Overrides,
     runtime: Arc<Runtime>,
-    policies: PolicySet,
+    policies: Arc<dyn PolicySource>,
     state: Arc<dyn StateStore>,
     watch: bool,
 ) -> Result<(Pipeline, Option<notify::RecommendedWatcher>), SetupError> {
@@ -149,7 +150,7 @@ async fn build(
     // to be found oversized.
     settings.parse_limits.max_body_bytes =
         settings.parse_limits.max_body_bytes.max(cfg.limits.text_max_bytes.saturating_add(1) as usize);
-    Ok((Pipeline::new(runtime, policies, settings, checks), watcher))
+    Ok((Pipeline::with_source(runtime, policies, settings, checks), watcher))
 }
 
 fn rate(r: crate::config::Rate) -> RateLimit {

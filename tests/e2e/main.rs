@@ -5,6 +5,8 @@ mod checks;
 mod cli;
 mod eval;
 mod pipeline;
+mod policies;
+mod policy_cli;
 mod sandbox;
 mod serve;
 mod smtp;

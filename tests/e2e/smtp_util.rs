@@ -26,6 +26,7 @@ pub struct TestServer {
     pub smtp: SocketAddr,
     pub lmtp: SocketAddr,
     pub http: SocketAddr,
+    pub admin: Option<SocketAddr>,
     pub spool: PathBuf,
 }
 
@@ -60,6 +61,7 @@ impl TestServer {
             smtp: server.smtp,
             lmtp: server.lmtp.expect("lmtp configured"),
             http: server.http,
+            admin: server.admin,
             spool: server.spool.clone(),
             server: Some(server),
             _scratch: scratch,
@@ -75,6 +77,11 @@ impl TestServer {
     /// A client on the LMTP port, greeting read.
     pub fn connect_lmtp(&self) -> Client {
         Client::connect(self.lmtp)
+    }
+
+    /// The scratch directory (config, spool, deployment).
+    pub fn dir(&self) -> &std::path::Path {
+        &self._scratch.0
     }
 
     /// The running server.

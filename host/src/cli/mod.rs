@@ -3,6 +3,7 @@
 
 mod check;
 mod eval;
+mod policy;
 mod serve;
 mod train;
 
@@ -30,6 +31,8 @@ enum Command {
     /// Run a labelled corpus through the pipeline: confusion matrix, ROC
     /// points, false positives, throughput.
     Eval(eval::EvalArgs),
+    /// Operate the deployed policies: list, status, rollback.
+    Policy(policy::PolicyArgs),
     /// Run the gate: SMTP (and LMTP) listeners, durable spool, HTTP API
     /// with metrics. SIGHUP reloads, SIGTERM drains.
     Serve(serve::ServeArgs),
@@ -44,6 +47,7 @@ pub fn main() -> ExitCode {
     }
     let result = match cli.command {
         Command::Serve(args) => serve::run(args),
+        Command::Policy(args) => policy::run(args),
         Command::Check(args) => check::run(args),
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),

@@ -20,7 +20,6 @@ use serde::Serialize;
 use crate::cli::message_envelope;
 use crate::metrics::Metrics;
 use crate::pipeline::{Pipeline, Submission};
-use crate::policy::{LoadedPolicy, Mode, OnError, manifest::Limits};
 use crate::runtime::types::Envelope;
 
 /// Largest message body `POST /v1/check` takes unless configured.
@@ -149,41 +148,11 @@ fn single<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<Option<&'h s
     value.to_str().map(Some).map_err(|e| ApiError::bad_header(name, e))
 }
 
-/// One loaded policy, as `GET /v1/policies` lists it.
-#[derive(Debug, Serialize)]
-struct PolicyView<'a> {
-    name: &'a str,
-    version: &'a str,
-    sha256: &'a str,
-    stage: &'static str,
-    scope: String,
-    mode: Mode,
-    on_error: OnError,
-    limits: &'a Limits,
-}
-
-impl<'a> From<&'a LoadedPolicy> for PolicyView<'a> {
-    fn from(p: &'a LoadedPolicy) -> Self {
-        PolicyView {
-            name: &p.manifest.name,
-            version: &p.manifest.version,
-            sha256: &p.compiled.sha256,
-            stage: p.stage().as_str(),
-            scope: p.scope.to_string(),
-            mode: p.manifest.mode,
-            on_error: p.manifest.on_error,
-            limits: &p.manifest.limits,
-        }
-    }
-}
-
-/// `GET /v1/policies`: the current pipeline's policies, in stage order.
+/// `GET /v1/policies`: every policy the current pipeline uses or has
+/// deployed, with its scope, version, state and call statistics.
 async fn policies(State(state): State<HttpState>) -> Response {
-    let pipeline = state.pipeline.load();
-    let set = pipeline.policies();
-    let views: Vec<PolicyView<'_>> =
-        set.scorers.iter().chain([&set.threshold, &set.route]).map(|p| PolicyView::from(&**p)).collect();
-    Json(views).into_response()
+    let source = state.pipeline.load().policy_source();
+    Json(source.status()).into_response()
 }
 
 /// `GET /metrics`: the Prometheus text format.

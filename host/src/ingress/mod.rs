@@ -1,7 +1,8 @@
 //! Ways messages come in: the SMTP and LMTP listeners (`smtp`, one
 //! `session` per conversation, connection `limits`, STARTTLS via `tls`) and
-//! the HTTP check API (`http`).
+//! the HTTP check API (`http`), and the operators' `admin` API.
 
+pub mod admin;
 pub mod http;
 pub mod limits;
 pub mod session;

@@ -50,5 +50,5 @@ pub fn load_defaults(runtime: &Runtime) -> Result<PolicySet, LoadError> {
         let route = load(ROUTE_DEFAULT);
         (score.join().expect("compile thread"), threshold.join().expect("compile thread"), route)
     });
-    Ok(PolicySet { scorers: vec![score?], threshold: threshold?, route: route? })
+    Ok(PolicySet { scorers: vec![score?], threshold: threshold?, route: route?, shadow: Vec::new() })
 }

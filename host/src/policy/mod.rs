@@ -1,8 +1,14 @@
 //! Policies as the host holds them: manifest + compiled component, and the
 //! built-in defaults embedded in the binary.
 
+pub mod artifacts;
 pub mod builtin;
+pub mod deploy;
+pub mod history;
 pub mod manifest;
+pub mod registry;
+pub mod stats;
+pub mod status;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -34,8 +40,8 @@ impl std::fmt::Display for Scope {
 pub struct LoadedPolicy {
     /// Its manifest.
     pub manifest: Manifest,
-    /// Its compiled component.
-    pub compiled: CompiledPolicy,
+    /// Its compiled component (shared by every workspace using the same one).
+    pub compiled: Arc<CompiledPolicy>,
     /// Who it applies to.
     pub scope: Scope,
     /// The manifest's config as JSON, rendered once.
@@ -44,6 +50,8 @@ pub struct LoadedPolicy {
     pub data: Option<Arc<[u8]>>,
     /// When it was loaded.
     pub loaded_at: SystemTime,
+    /// Calls, errors, latency.
+    pub stats: Arc<stats::PolicyStats>,
 }
 
 /// Why a policy could not be loaded.
@@ -87,14 +95,25 @@ impl LoadedPolicy {
         let compiled = runtime
             .load(wasm, manifest.stage)
             .map_err(|source| LoadError::Component { name: manifest.name.clone(), source })?;
-        Ok(LoadedPolicy {
+        Ok(Self::from_compiled(manifest, Arc::new(compiled), data.map(Arc::from), scope))
+    }
+
+    /// A policy from a parsed manifest and an already compiled component.
+    pub fn from_compiled(
+        manifest: Manifest,
+        compiled: Arc<CompiledPolicy>,
+        data: Option<Arc<[u8]>>,
+        scope: Scope,
+    ) -> Self {
+        LoadedPolicy {
             config_json: manifest.config_json(),
-            data: data.map(Arc::from),
+            data,
             manifest,
             compiled,
             scope,
             loaded_at: SystemTime::now(),
-        })
+            stats: Arc::default(),
+        }
     }
 
     /// Stage it serves.
@@ -104,13 +123,41 @@ impl LoadedPolicy {
 }
 
 /// The policies a message goes through: the scorers in order, one threshold
-/// policy and one route policy.
+/// policy and one route policy, plus threshold and route policies in shadow
+/// mode (run beside the enforced one, recorded, never acted on).
 #[derive(Debug, Clone)]
 pub struct PolicySet {
-    /// Scorers, platform first.
+    /// Scorers, platform first (shadow scorers among them, by their mode).
     pub scorers: Vec<Arc<LoadedPolicy>>,
     /// The threshold policy.
     pub threshold: Arc<LoadedPolicy>,
     /// The route policy.
     pub route: Arc<LoadedPolicy>,
+    /// Threshold and route policies in shadow mode.
+    pub shadow: Vec<Arc<LoadedPolicy>>,
+}
+
+/// Where the pipeline gets the policies for a message: a fixed set, or the
+/// live deployment directory ([`registry::Registry`]).
+pub trait PolicySource: Send + Sync + std::fmt::Debug {
+    /// The policies for a workspace's mail (the platform's when it has
+    /// none of its own). May compile or load from the artifact cache: call
+    /// it off the async executor.
+    fn for_workspace(&self, workspace: &str) -> Arc<PolicySet>;
+    /// Every deployed policy with its state, for operators.
+    fn status(&self) -> Vec<status::PolicyStatus>;
+}
+
+/// A fixed policy set (the built-in defaults, tests).
+#[derive(Debug, Clone)]
+pub struct FixedPolicies(pub Arc<PolicySet>);
+
+impl PolicySource for FixedPolicies {
+    fn for_workspace(&self, _workspace: &str) -> Arc<PolicySet> {
+        self.0.clone()
+    }
+
+    fn status(&self) -> Vec<status::PolicyStatus> {
+        status::of_set(&self.0)
+    }
 }

@@ -5,6 +5,7 @@
 
 mod route;
 mod score;
+pub mod shadow;
 mod threshold;
 
 use std::sync::Arc;
@@ -65,6 +66,7 @@ fn call_policy(
         symbols,
     };
     let outcome = ctx.runtime.call(&policy.compiled, &input, &policy.manifest.limits.call_limits(), ctx.output_limits);
+    policy.stats.record(outcome.instantiate + outcome.call, outcome.result.is_ok());
     if !outcome.log.is_empty() {
         tracing::debug!(policy = %policy.manifest.name, log = %outcome.log, "policy output");
     }
