@@ -39,6 +39,7 @@ pub struct Metrics {
     message_duration: Histogram,
     policy_calls: IntCounterVec,
     policy_failures: IntCounterVec,
+    shadow_differences: IntCounterVec,
     delivery_duration: Histogram,
     delivery_failures: IntCounter,
     smtp_connections: IntCounterVec,
@@ -109,6 +110,11 @@ impl Metrics {
             "Failed policy calls (traps, time-outs, bad output), by policy and kind.",
             &["policy", "kind"],
         );
+        let shadow_differences = counter_vec(
+            "postern_shadow_differences_total",
+            "Messages where a shadow policy decided otherwise than the enforced one, by policy and stage.",
+            &["policy", "stage"],
+        );
         let delivery_duration = histogram(
             "postern_delivery_duration_seconds",
             "Time spent delivering an accepted message.",
@@ -139,6 +145,7 @@ impl Metrics {
             message_duration,
             policy_calls,
             policy_failures,
+            shadow_differences,
             delivery_duration,
             delivery_failures,
             smtp_connections,
@@ -160,6 +167,16 @@ impl Metrics {
 
         for step in &v.trace {
             let name = step.step.as_str();
+            if name == "shadow" {
+                if step.outcome == "differs" {
+                    // The detail reads "NAME@VERSION (STAGE): …".
+                    let policy = step.detail.split(['@', ' ']).next().unwrap_or("");
+                    let stage =
+                        step.detail.split_once(" (").and_then(|(_, r)| r.split_once(')')).map_or("", |(s, _)| s);
+                    self.shadow_differences.with_label_values(&[policy, stage]).inc();
+                }
+                continue;
+            }
             let histogram = match CHECK_STEPS.iter().position(|&c| c == name) {
                 Some(i) => &self.check_durations[i],
                 None => match STAGE_STEPS.iter().position(|&s| s == name) {
@@ -301,6 +318,28 @@ mod tests {
         assert!(out.contains(r#"postern_stage_duration_seconds_count{stage="route"} 0"#), "{out}");
         assert!(out.contains("postern_message_duration_seconds_count 3"), "{out}");
         assert!(!out.contains("postern_policy_failures_total{"), "{out}");
+    }
+
+    #[test]
+    fn counts_shadow_differences() {
+        let m = Metrics::new();
+        let mut v = verdict(None, Vec::new());
+        v.trace.push(TraceStep {
+            step: "shadow".into(),
+            outcome: "differs".into(),
+            detail: "strict@0.9.0 (threshold): would be junk (junk), enforced deliver (clean)".into(),
+            duration_us: 3,
+        });
+        v.trace.push(TraceStep {
+            step: "shadow".into(),
+            outcome: "same".into(),
+            detail: "other@1 (route): …".into(),
+            duration_us: 3,
+        });
+        m.observe_verdict(&v);
+        let out = m.render();
+        assert!(out.contains(r#"postern_shadow_differences_total{policy="strict",stage="threshold"} 1"#), "{out}");
+        assert!(!out.contains(r#"policy="other""#), "{out}");
     }
 
     #[test]

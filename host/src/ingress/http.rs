@@ -339,7 +339,8 @@ mod tests {
         let spam = list.iter().find(|p| p["name"] == "spam-score").unwrap_or_else(|| panic!("{v}"));
         assert_eq!((spam["stage"].as_str(), spam["scope"].as_str()), (Some("score"), Some("platform")), "{v}");
         assert_eq!(spam["sha256"].as_str().map(str::len), Some(64), "{v}");
-        assert!(spam["mode"].is_string() && spam["on_error"].is_string() && spam["limits"]["time_ms"].is_u64(), "{v}");
+        assert!(spam["mode"].is_string() && spam["on_error"].is_string() && spam["time_ms"].is_u64(), "{v}");
+        assert_eq!(spam["state"], "active", "{v}");
         let stages: Vec<&str> = list.iter().filter_map(|p| p["stage"].as_str()).collect();
         assert!(stages.ends_with(&["threshold", "route"]), "{v}");
     }

@@ -167,8 +167,10 @@ fn discard(cwasm: &Path, sum: &Path, why: &str) {
 }
 
 /// Stores an artifact: the old checksum goes first and the new one is
-/// written last, each file through a synced temporary file and a rename, so
-/// a crash at any point leaves no artifact that passes the check.
+/// written last, each file through a temporary file and a rename. Nothing
+/// is fsynced: it would put two disk flushes on every hot swap's path, and
+/// a crash that loses or tears either file leaves a checksum mismatch (or
+/// no checksum), which is recompiled, never trusted.
 fn store(cwasm: &Path, sum: &Path, artifact: &[u8]) -> std::io::Result<()> {
     let dir = cwasm.parent().expect("artifact paths have a parent");
     std::fs::create_dir_all(dir)?;
@@ -178,13 +180,11 @@ fn store(cwasm: &Path, sum: &Path, artifact: &[u8]) -> std::io::Result<()> {
         return Err(e);
     }
     write_atomic(cwasm, artifact)?;
-    write_atomic(sum, sha256_hex(artifact).as_bytes())?;
-    // Makes the renames themselves durable.
-    File::open(dir)?.sync_all()
+    write_atomic(sum, sha256_hex(artifact).as_bytes())
 }
 
-/// Writes `bytes` to a unique temporary file beside `path`, syncs it and
-/// renames it over `path`.
+/// Writes `bytes` to a unique temporary file beside `path` and renames it
+/// over `path`: readers never see a half-written file.
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     // Unique per process and per write: concurrent loads of one component
     // must not share a temporary file.
@@ -195,7 +195,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let written = (|| {
         let mut f = File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
     if written.is_err() {

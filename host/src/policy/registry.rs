@@ -109,6 +109,7 @@ struct WorkspaceEntries {
 #[derive(Debug, Clone)]
 struct View {
     platform: Arc<PolicySet>,
+    platform_generation: u64,
     platform_entries: BTreeMap<String, Entry>,
     workspaces: HashMap<String, Arc<WorkspaceEntries>>,
     failures: BTreeMap<(String, String), Failure>,
@@ -116,7 +117,8 @@ struct View {
 
 struct CachedSet {
     set: Arc<PolicySet>,
-    generation: u64,
+    /// The workspace's and the platform's generations it was built from.
+    generation: (u64, u64),
     cost: usize,
 }
 
@@ -176,6 +178,7 @@ impl Registry {
         let history = History::new(&config.cache_dir.join("history"));
         let view = View {
             platform: Arc::new(builtins.clone()),
+            platform_generation: 0,
             platform_entries: BTreeMap::new(),
             workspaces: HashMap::new(),
             failures: BTreeMap::new(),
@@ -205,26 +208,39 @@ impl Registry {
     /// Re-reads the whole directory (start, SIGHUP).
     pub fn reload_all(&self) -> Result<(), RegistryError> {
         let ids = deploy::workspace_ids(&self.config.dir).map_err(io("list", &self.config.dir))?;
-        self.reload_scope(&Scope::Platform);
         // Workspaces whose directory is gone lose their policies.
-        let gone: Vec<String> = self.view.load().workspaces.keys().filter(|id| !ids.contains(id)).cloned().collect();
-        for id in gone.into_iter().chain(ids) {
-            self.reload_scope(&Scope::Workspace(id));
-        }
+        let known: std::collections::HashSet<&String> = ids.iter().collect();
+        let gone: Vec<String> = self.view.load().workspaces.keys().filter(|id| !known.contains(id)).cloned().collect();
+        let scopes: Vec<Scope> =
+            std::iter::once(Scope::Platform).chain(gone.into_iter().chain(ids).map(Scope::Workspace)).collect();
+        self.reload_scopes(&scopes);
         Ok(())
     }
 
     /// Re-reads one scope's directory and swaps in what validates.
     pub fn reload_scope(&self, scope: &Scope) {
+        self.reload_scopes(std::slice::from_ref(scope));
+    }
+
+    /// Re-reads several scopes and swaps the result in at once.
+    pub fn reload_scopes(&self, scopes: &[Scope]) {
         let _guard = lock(&self.reloading);
+        let mut view = (*self.view.load_full()).clone();
+        for scope in scopes {
+            self.apply_scope(&mut view, scope);
+        }
+        self.view.store(Arc::new(view));
+    }
+
+    /// One scope's directory, validated, into `view`.
+    fn apply_scope(&self, view: &mut View, scope: &Scope) {
         let dir = scope_dir(&self.config.dir, scope);
-        let old_view = self.view.load_full();
         let old: BTreeMap<String, Entry> = match scope {
-            Scope::Platform => old_view.platform_entries.clone(),
-            Scope::Workspace(id) => old_view.workspaces.get(id).map(|w| w.entries.clone()).unwrap_or_default(),
+            Scope::Platform => view.platform_entries.clone(),
+            Scope::Workspace(id) => view.workspaces.get(id).map(|w| w.entries.clone()).unwrap_or_default(),
         };
         let scope_key = scope.to_string();
-        let mut failures = old_view.failures.clone();
+        let failures = &mut view.failures;
         failures.retain(|(s, _), _| *s != scope_key);
         let pairs = match deploy::pairs(&dir) {
             Ok(p) => p,
@@ -254,14 +270,14 @@ impl Registry {
                 }
             }
         }
-        one_enforced_per_stage(&scope_key, &mut entries, &mut failures);
-        let mut view = (*old_view).clone();
-        view.failures = failures;
+        one_enforced_per_stage(&scope_key, &mut entries, failures);
         match scope {
             Scope::Platform => {
                 view.platform = Arc::new(self.platform_set(&entries));
                 view.platform_entries = entries;
-                // Every workspace set embeds the platform's.
+                // Every workspace set embeds the platform's: a new
+                // generation makes each stale.
+                view.platform_generation = self.generation.fetch_add(1, Ordering::Relaxed);
                 self.invalidate_all();
             }
             Scope::Workspace(id) => {
@@ -274,7 +290,6 @@ impl Registry {
                 self.invalidate(id);
             }
         }
-        self.view.store(Arc::new(view));
     }
 
     /// Checks one pair: unchanged → the current entry; changed → parsed,
@@ -609,7 +624,7 @@ impl PolicySource for Registry {
         {
             let mut cache = lock(&self.cache);
             if let Some(c) = cache.sets.get(workspace)
-                && c.generation == ws.generation
+                && c.generation == (ws.generation, view.platform_generation)
             {
                 return c.set.clone();
             }
@@ -617,9 +632,10 @@ impl PolicySource for Registry {
         let (set, cost) = self.workspace_set(&view.platform, workspace, ws);
         let set = Arc::new(set);
         let mut cache = lock(&self.cache);
-        if let Some(old) =
-            cache.sets.put(workspace.to_string(), CachedSet { set: set.clone(), generation: ws.generation, cost })
-        {
+        if let Some(old) = cache.sets.put(
+            workspace.to_string(),
+            CachedSet { set: set.clone(), generation: (ws.generation, view.platform_generation), cost },
+        ) {
             cache.bytes -= old.cost;
         }
         cache.bytes += cost;
