@@ -90,16 +90,8 @@ fn policy_source(config: &Config, runtime: &Arc<Runtime>, builtins: &PolicySet) 
     let Some(dir) = &config.policies.dir else {
         return Ok((Arc::new(FixedPolicies(Arc::new(builtins.clone()))), None, None));
     };
-    let registry = Registry::open(
-        runtime.clone(),
-        builtins.clone(),
-        RegistryConfig {
-            dir: config.resolve(dir),
-            cache_dir: config.resolve(&config.policies.cache_dir),
-            cache_memory_bytes: usize::try_from(config.policies.cache_memory_mb << 20).unwrap_or(usize::MAX),
-            debounce: Duration::from_millis(config.policies.debounce_ms),
-        },
-    )?;
+    let registry =
+        Registry::open(runtime.clone(), builtins.clone(), RegistryConfig::from_config(config, config.resolve(dir)))?;
     let watcher = registry.watch()?;
     Ok((registry.clone(), Some(registry), Some(watcher)))
 }

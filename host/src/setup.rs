@@ -84,6 +84,18 @@ pub async fn build_pipeline(
     state: Arc<dyn StateStore>,
 ) -> Result<Pipeline, SetupError> {
     let policies: Arc<dyn PolicySource> = Arc::new(FixedPolicies(Arc::new(policies)));
+    build_pipeline_with(config, overrides, runtime, policies, state).await
+}
+
+/// [`build_pipeline`] with policies from any source (a deployment
+/// directory).
+pub async fn build_pipeline_with(
+    config: Option<&Config>,
+    overrides: &Overrides,
+    runtime: Arc<Runtime>,
+    policies: Arc<dyn PolicySource>,
+    state: Arc<dyn StateStore>,
+) -> Result<Pipeline, SetupError> {
     Ok(build(config, overrides, runtime, policies, state, false).await?.0)
 }
 

@@ -137,3 +137,30 @@ fn offline_status_validates_a_directory_and_names_what_is_broken() {
     let (ok, _, err) = policy_cli(&["list"]);
     assert!(!ok && err.contains("--server"), "{err}");
 }
+
+#[test]
+fn check_judges_with_a_deployment_directory_as_a_customer_tests_a_filter() {
+    let scratch = crate::checks::Scratch::new();
+    let dir = scratch.0.join("policies.d");
+    let manifest = route("0.3.0", "from-my-filter").replace("name = \"mine\"", "name = \"route\"");
+    deploy(&dir.join("platform"), "route", ROUTE_DEFAULT.wasm, &manifest);
+    deploy(
+        &dir.join("platform"),
+        "half",
+        &ROUTE_DEFAULT.wasm[..100],
+        "name = \"half\"\nstage = \"route\"\nversion = \"0\"\n",
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+        .current_dir(&scratch.0)
+        .args(["check", "--json", "--policies"])
+        .arg(&dir)
+        .arg(crate::util::fixture("clean.eml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["route"]["inbox"], "from-my-filter", "{v}");
+    assert!(v["policies"].as_array().unwrap().iter().any(|p| p["name"] == "route" && p["version"] == "0.3.0"), "{v}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("policy half (platform) not loaded"), "{stderr}");
+}

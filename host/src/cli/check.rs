@@ -13,9 +13,11 @@ use crate::config::Config;
 use crate::message::{ParseLimits, ParsedMessage};
 use crate::pipeline::Submission;
 use crate::policy::builtin;
+use crate::policy::registry::{Registry, RegistryConfig};
+use crate::policy::{FixedPolicies, PolicySource};
 use crate::runtime::types::Envelope;
 use crate::runtime::{EngineOptions, Runtime};
-use crate::setup::{Overrides, build_pipeline, memory_state};
+use crate::setup::{Overrides, build_pipeline_with, memory_state};
 use crate::verdict::Verdict;
 
 /// Largest message `check` reads.
@@ -58,6 +60,11 @@ pub struct CheckArgs {
     /// duplicate, rate_limit, mx, auth, dmarc.
     #[arg(long, value_name = "CHECK,…", value_delimiter = ',', value_parser = parse_check)]
     skip: Vec<CheckName>,
+    /// Judge with this policy deployment directory (`platform/`,
+    /// `workspaces/<id>/`) on top of the built-ins, as a server with
+    /// `[policies] dir` would (overrides the config's).
+    #[arg(long, value_name = "DIR")]
+    pub policies: Option<PathBuf>,
 }
 
 fn parse_check(s: &str) -> Result<CheckName, String> {
@@ -87,7 +94,27 @@ async fn check_files(args: &CheckArgs, config: Option<&Config>) -> Result<ExitCo
         skip: args.skip.clone(),
         example: false,
     };
-    let pipeline = build_pipeline(config, &overrides, runtime, policies, memory_state()).await?;
+    // A deployment directory (`--policies`, else the config's): the verdict
+    // is the one a server with that directory would give.
+    let defaults = Config::default();
+    let cfg = config.unwrap_or(&defaults);
+    let dir = args.policies.clone().or_else(|| cfg.policies.dir.as_ref().map(|d| cfg.resolve(d)));
+    let source: Arc<dyn PolicySource> = match dir {
+        Some(dir) => {
+            let registry = Registry::open(runtime.clone(), policies, RegistryConfig::from_config(cfg, dir))?;
+            for failed in registry.status().iter().filter(|s| s.state == "failed") {
+                eprintln!(
+                    "postern: policy {} ({}) not loaded: {}",
+                    failed.name,
+                    failed.scope,
+                    failed.error.as_deref().unwrap_or("")
+                );
+            }
+            registry
+        }
+        None => Arc::new(FixedPolicies(Arc::new(policies))),
+    };
+    let pipeline = build_pipeline_with(config, &overrides, runtime, source, memory_state()).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &args.files {

@@ -42,6 +42,20 @@ pub struct RegistryConfig {
     pub debounce: Duration,
 }
 
+impl RegistryConfig {
+    /// The `[policies]` section of `config`, for the deployment directory
+    /// `dir` (already resolved).
+    pub fn from_config(config: &crate::config::Config, dir: PathBuf) -> Self {
+        let p = &config.policies;
+        RegistryConfig {
+            dir,
+            cache_dir: config.resolve(&p.cache_dir),
+            cache_memory_bytes: usize::try_from(p.cache_memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX),
+            debounce: Duration::from_millis(p.debounce_ms),
+        }
+    }
+}
+
 /// Why the registry cannot start or act.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
