@@ -519,3 +519,64 @@ fn http_api_checks_reports_health_metrics_and_policies() {
     assert_eq!(status, 200);
     assert!(body.contains("spam-score") && body.contains("route-default"), "{body}");
 }
+
+#[test]
+fn commands_pipelined_after_starttls_are_not_acted_on_in_the_clear() {
+    let srv = TestServer::start("", "");
+    let mut c = srv.connect();
+    c.ehlo();
+    // An attacker in the path appends a command to the client's STARTTLS.
+    c.send(b"STARTTLS\r\nMAIL FROM:<injected@customer.test>\r\n");
+    assert_eq!(c.reply().line(), "220 2.0.0 Ready to start TLS");
+    // The server now waits for a TLS handshake: the injected command got no
+    // plaintext answer.
+    assert!(c.nothing_within(Duration::from_millis(400)), "a plaintext reply followed STARTTLS");
+}
+
+#[test]
+fn starttls_uses_the_configured_certificate() {
+    let scratch = crate::checks::Scratch::new();
+    let generated = rcgen::generate_simple_self_signed(vec!["mx.test".to_string()]).unwrap();
+    let cert = scratch.file("cert.pem", &generated.cert.pem());
+    let key = scratch.file("key.pem", &generated.signing_key.serialize_pem());
+    let srv = TestServer::start(&format!("tls_cert = \"{}\"\ntls_key = \"{}\"", cert.display(), key.display()), "");
+    let addr = srv.smtp;
+    let msg = good("Configured certificate");
+    rt().block_on(async move {
+        let message = mail_send::smtp::message::Message::new(
+            "alice@customer.test",
+            ["help@support.acme.test"],
+            msg.as_bytes().to_vec(),
+        );
+        mail_send::SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
+            .expect("client")
+            .implicit_tls(false)
+            .allow_invalid_certs()
+            .helo_host("client.test")
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await
+            .expect("STARTTLS with the configured certificate")
+            .send(message)
+            .await
+            .expect("accepted");
+    });
+    assert_eq!(srv.delivered("acme").len(), 1);
+    // A broken certificate file is refused at start, naming the file.
+    let bad = scratch.file("bad.pem", "not a certificate");
+    let config = scratch.file(
+        "bad.toml",
+        &crate::smtp_util::config_text(
+            None,
+            &format!("tls_cert = \"{}\"\ntls_key = \"{}\"", bad.display(), key.display()),
+            "",
+        ),
+    );
+    let options = postern::server::ServeOptions { config: Some(config), ..Default::default() };
+    let err = rt()
+        .block_on(postern::server::Server::start_with(options, crate::util::runtime(), crate::util::defaults()))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bad.pem"), "{err}");
+}

@@ -186,6 +186,15 @@ impl Client {
         self.reader.read_to_end(&mut rest).is_ok() && rest.is_empty()
     }
 
+    /// True when the server sends nothing for `wait` (and has not closed).
+    pub fn nothing_within(&mut self, wait: Duration) -> bool {
+        use std::io::ErrorKind;
+        self.writer.set_read_timeout(Some(wait)).unwrap();
+        let got = self.reader.fill_buf().map(|b| b.len());
+        self.writer.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        matches!(got, Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut))
+    }
+
     /// EHLO, asserting 250.
     pub fn ehlo(&mut self) -> Reply {
         let r = self.cmd("EHLO client.test");

@@ -113,6 +113,17 @@ struct Transaction {
     bdat_started: bool,
 }
 
+impl Transaction {
+    /// Past `max` bytes the message is refused at its end: keep reading to
+    /// that end, but hold nothing.
+    fn hold_at_most(&mut self, max: usize) {
+        if self.body.len() > max {
+            self.oversized = true;
+            self.body.clear();
+        }
+    }
+}
+
 enum Phase {
     Command,
     /// A line over the limit: skip to its end.
@@ -288,11 +299,7 @@ impl Session {
                     let mut it = rest.iter();
                     let done = rx.ingest(&mut it, &mut txn.body);
                     self.pos = self.input.len() - it.as_slice().len();
-                    if txn.body.len() > self.shared.limits.max_message_bytes {
-                        // Keep reading to the end, but hold nothing.
-                        txn.oversized = true;
-                        txn.body.clear();
-                    }
+                    txn.hold_at_most(self.shared.limits.max_message_bytes);
                     if done {
                         self.phase = Phase::Command;
                         self.end_of_message(io).await?;
@@ -306,10 +313,7 @@ impl Session {
                     let mut it = rest.iter();
                     let done = rx.ingest(&mut it, sink);
                     self.pos = self.input.len() - it.as_slice().len();
-                    if txn.body.len() > self.shared.limits.max_message_bytes {
-                        txn.oversized = true;
-                        txn.body.clear();
-                    }
+                    txn.hold_at_most(self.shared.limits.max_message_bytes);
                     if done {
                         self.phase = Phase::Command;
                         if let Some(step) = self.end_of_chunk(io, size, last, discard).await? {

@@ -668,30 +668,7 @@ impl PolicySource for Registry {
         let view = self.view.load();
         let mut rows = Vec::new();
         let entry_row = |scope: &Scope, e: &Entry| {
-            let m = &e.manifest;
-            let stats = e.stats.snapshot();
-            PolicyStatus {
-                scope: scope.to_string(),
-                name: m.name.clone(),
-                stage: m.stage.as_str().into(),
-                version: m.version.clone(),
-                sha256: e.sha256.clone(),
-                source: "directory".into(),
-                state: match m.mode {
-                    Mode::Enforce => "active".into(),
-                    Mode::Shadow => "shadow".into(),
-                },
-                error: None,
-                mode: m.mode.as_str().into(),
-                on_error: m.on_error.as_str().into(),
-                time_ms: m.limits.time_ms,
-                memory_mb: m.limits.memory_mb,
-                loaded_at: rfc3339(e.loaded_at),
-                calls: stats.calls,
-                errors: stats.errors,
-                p50_us: stats.p50_us,
-                p99_us: stats.p99_us,
-            }
+            PolicyStatus::from_parts(scope, &e.manifest, &e.sha256, "directory", e.loaded_at, &e.stats)
         };
         let in_use = |p: &Arc<LoadedPolicy>| {
             view.platform

@@ -3,7 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{LoadedPolicy, Mode, PolicySet};
+use super::stats::PolicyStats;
+use super::{LoadedPolicy, Manifest, Mode, PolicySet, Scope};
 
 /// One policy as operators see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,14 +61,32 @@ pub fn rfc3339(t: std::time::SystemTime) -> String {
 impl PolicyStatus {
     /// The status of a loaded policy; `source` is `builtin` or `directory`.
     pub fn of(policy: &LoadedPolicy, source: &str) -> Self {
-        let m = &policy.manifest;
-        let stats = policy.stats.snapshot();
+        Self::from_parts(
+            &policy.scope,
+            &policy.manifest,
+            &policy.compiled.sha256,
+            source,
+            policy.loaded_at,
+            &policy.stats,
+        )
+    }
+
+    /// The status of a policy from what describes it.
+    pub fn from_parts(
+        scope: &Scope,
+        m: &Manifest,
+        sha256: &str,
+        source: &str,
+        loaded_at: std::time::SystemTime,
+        stats: &PolicyStats,
+    ) -> Self {
+        let stats = stats.snapshot();
         PolicyStatus {
-            scope: policy.scope.to_string(),
+            scope: scope.to_string(),
             name: m.name.clone(),
             stage: m.stage.as_str().into(),
             version: m.version.clone(),
-            sha256: policy.compiled.sha256.clone(),
+            sha256: sha256.to_string(),
             source: source.into(),
             state: match m.mode {
                 Mode::Enforce => "active".into(),
@@ -78,7 +97,7 @@ impl PolicyStatus {
             on_error: m.on_error.as_str().into(),
             time_ms: m.limits.time_ms,
             memory_mb: m.limits.memory_mb,
-            loaded_at: rfc3339(policy.loaded_at),
+            loaded_at: rfc3339(loaded_at),
             calls: stats.calls,
             errors: stats.errors,
             p50_us: stats.p50_us,
