@@ -27,7 +27,13 @@ pub struct PolicyArgs {
 #[derive(Debug, Subcommand)]
 enum PolicyCommand {
     /// One line per policy: scope, name, stage, version, state, calls.
-    List(Target),
+    List {
+        /// Only this workspace's policies.
+        #[arg(long)]
+        workspace: Option<String>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Each policy in full: sha256, loaded-at, state and error, call count,
     /// error count, latency quantiles.
     Status {
@@ -175,8 +181,12 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     match args.command {
-        PolicyCommand::List(target) => {
-            let rows = fetch_status(&target)?;
+        PolicyCommand::List { workspace, target } => {
+            let mut rows = fetch_status(&target)?;
+            if let Some(id) = workspace {
+                let scope = format!("workspace:{id}");
+                rows.retain(|r| r.scope == scope);
+            }
             if target.json {
                 serde_json::to_writer_pretty(&mut out, &rows)?;
                 writeln!(out)?;
