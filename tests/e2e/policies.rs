@@ -455,3 +455,26 @@ fn a_thousand_workspace_policies_stay_within_the_memory_budget() {
     assert_eq!(v.route.unwrap().inbox, "inbox-ws0000");
     assert_eq!(d.registry.status().iter().filter(|s| s.scope.starts_with("workspace:")).count(), 1000);
 }
+
+#[test]
+fn the_example_custom_filter_works_for_its_workspace_only() {
+    let d = Deployment::new();
+    let acme = Scope::Workspace("acme".into());
+    let manifest = include_str!("../../policies/keyword-filter/policy.toml");
+    d.deploy(&acme, "keyword-filter", guest!("keyword_filter"), manifest);
+    d.reload(&acme);
+    let p = d.pipeline(&["acme", "other"]);
+    let v = judge(&p, "acme", 1);
+    assert_eq!(v.action, Action::Accept, "{v:#?}");
+    let trusted = v.symbols.iter().find(|s| s.name == "SENDER_TRUSTED").expect("the filter's symbol");
+    assert_eq!(trusted.policy, "keyword-filter");
+    assert_eq!(policy(&v, "keyword-filter").map(|r| r.scope.as_str()), Some("workspace:acme"));
+    let blocked =
+        "From: Deals <deals@promo-mailer.test>\r\nTo: help@acme.test\r\nSubject: Hello\r\n\r\nJust saying hello.\r\n";
+    let v = judge_raw(&p, "acme", blocked.as_bytes());
+    assert_eq!(v.action, Action::Reject, "{v:#?}");
+    assert!(v.symbols.iter().any(|s| s.name == "SENDER_BLOCKED"));
+    let v = judge_raw(&p, "other", blocked.replace("help@acme.test", "help@other.test").as_bytes());
+    assert_eq!(v.action, Action::Accept, "another workspace is not affected: {v:#?}");
+    assert!(policy(&v, "keyword-filter").is_none());
+}
