@@ -18,6 +18,7 @@ struct Served {
     child: Child,
     smtp: SocketAddr,
     http: SocketAddr,
+    admin: Option<SocketAddr>,
     spool: PathBuf,
     stderr: PathBuf,
 }
@@ -36,7 +37,7 @@ impl Served {
             .spawn()
             .expect("spawn postern serve");
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let (mut smtp, mut http, mut spool) = (None, None, None);
+        let (mut smtp, mut http, mut spool, mut admin) = (None, None, None, None);
         while http.is_none() || smtp.is_none() || spool.is_none() {
             let Some(Ok(line)) = lines.next() else {
                 panic!("serve exited early: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
@@ -46,13 +47,15 @@ impl Served {
                 smtp = Some(addr(&line));
             } else if line.starts_with("postern: HTTP listening on ") {
                 http = Some(addr(&line));
+            } else if line.starts_with("postern: admin API listening on ") {
+                admin = Some(addr(&line));
             } else if let Some(path) = line.strip_prefix("postern: spool ") {
                 spool = Some(cwd.join(path));
             }
         }
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Served { child, smtp: smtp.unwrap(), http: http.unwrap(), spool: spool.unwrap(), stderr }
+        Served { child, smtp: smtp.unwrap(), http: http.unwrap(), admin, spool: spool.unwrap(), stderr }
     }
 
     fn signal(&self, name: &str) {
@@ -280,5 +283,42 @@ fn sigkill_under_load_loses_no_acknowledged_message() {
         let stored = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("acknowledged {id} is not on disk: {e}"));
         assert!(stored.ends_with(msg.as_str()), "{id} is not intact");
         assert!(srv.spool.join("acme/verdicts").join(format!("{id}.json")).exists(), "{id} has no verdict");
+    }
+}
+
+#[test]
+fn a_policy_deployed_beside_a_relative_config_is_picked_up_while_serving() {
+    let scratch = Scratch::new();
+    let token = "serve-test-token-0123456789";
+    let text = config_text(
+        None,
+        "",
+        &format!("[policies]\ndir = \"policies.d\"\n[admin]\nlisten = \"127.0.0.1:0\"\ntoken = \"{token}\"\n"),
+    );
+    scratch.file("config.toml", &text);
+    // A relative config path: the deployment directory is relative too.
+    let srv = Served::start(&scratch.0, &["--config", "config.toml"]);
+    let admin = srv.admin.expect("admin API").to_string();
+    let dir = scratch.0.join("policies.d/platform");
+    let manifest = "name = \"route-default\"\nstage = \"route\"\nversion = \"7.0.0\"\n[config]\ninbox = \"seven\"\n";
+    for (file, bytes) in [
+        ("route-default.wasm", postern::policy::builtin::ROUTE_DEFAULT.wasm),
+        ("route-default.toml", manifest.as_bytes()),
+    ] {
+        std::fs::write(dir.join(".staging"), bytes).unwrap();
+        std::fs::rename(dir.join(".staging"), dir.join(file)).unwrap();
+    }
+    let started = Instant::now();
+    loop {
+        let out = Command::new(env!("CARGO_BIN_EXE_postern"))
+            .args(["policy", "list", "--json", "--server", &admin, "--token", token])
+            .output()
+            .unwrap();
+        let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if rows.as_array().is_some_and(|r| r.iter().any(|p| p["source"] == "directory" && p["version"] == "7.0.0")) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "never picked up: {rows}\n{}", srv.log());
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

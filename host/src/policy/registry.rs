@@ -181,12 +181,15 @@ impl Registry {
     pub fn open(
         runtime: Arc<Runtime>,
         builtins: PolicySet,
-        config: RegistryConfig,
+        mut config: RegistryConfig,
     ) -> Result<Arc<Self>, RegistryError> {
         for sub in ["platform", "workspaces"] {
             let dir = config.dir.join(sub);
             std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         }
+        // The watcher reports absolute paths: a relative root (`./policies.d`
+        // from a relative config path) would match none of them.
+        config.dir = std::fs::canonicalize(&config.dir).map_err(io("resolve", &config.dir))?;
         let artifacts_dir = config.cache_dir.join("artifacts");
         let artifacts = ArtifactCache::open(&artifacts_dir).map_err(io("create", &artifacts_dir))?;
         let history = History::new(&config.cache_dir.join("history"));
