@@ -6,6 +6,9 @@
 //! outcome and the versions of the policies that made it.
 //!
 //! ## Layout, in the order a message flows
+//! - [`ingress`]: the SMTP and LMTP listeners (one session per
+//!   conversation, connection limits, STARTTLS), the HTTP check API and the
+//!   admin API;
 //! - [`message`]: parse the raw bytes once (mail-parser) into the model that
 //!   checks and policies read;
 //! - [`checks`]: the fixed checks, first failure wins, using
@@ -14,8 +17,14 @@
 //!   counters, text fingerprints);
 //! - [`stages`]: the policy stages, score → threshold → route;
 //! - [`verdict`]: accept / reject / tempfail, the error catalog, the trace;
-//! - [`pipeline`]: the above in order, one call per message;
-//! - [`policy`]: manifests, loaded policies, the embedded defaults;
+//! - [`delivery`]: the durable spool (Maildir per workspace, fsync before
+//!   the 250, group commit);
+//! - [`pipeline`]: parse → checks → stages → verdict, one call per message;
+//! - [`policy`]: manifests, loaded policies, the embedded defaults, and the
+//!   live deployment directory (registry, artifact cache, kept versions,
+//!   status);
+//! - [`metrics`]: the Prometheus counters and histograms;
+//! - [`server`]: `postern serve` assembled: listeners, reload, drain;
 //! - [`runtime`]: the sandboxed wasmtime runtime the stages call;
 //! - [`config`] and [`setup`]: the configuration file and assembling a
 //!   pipeline from it;
