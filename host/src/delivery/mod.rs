@@ -97,7 +97,16 @@ struct Inner {
 struct Job {
     id: String,
     paths: Paths,
+    /// Synced unnamed files to link into place (else named ones in `tmp/`).
+    unnamed: Option<Unnamed>,
     reply: mpsc::SyncSender<Result<Delivered, SpoolError>>,
+}
+
+/// The verdict and message as unnamed files (`O_TMPFILE`), synced.
+#[derive(Debug)]
+struct Unnamed {
+    verdict: std::fs::File,
+    message: std::fs::File,
 }
 
 /// Most deliveries made durable together.
@@ -173,8 +182,9 @@ impl Spool {
         self.ensure_dirs(workspace, &dir)?;
         let id = self.next_id();
         let (message, verdict_json) = (message.as_ref(), verdict_json.as_ref());
-        let result =
-            self.write_synced(&Paths::new(&dir, &id), message, verdict_json).and_then(|()| self.commit(&dir, &id));
+        let result = self
+            .write_synced(&Paths::new(&dir, &id), message, verdict_json)
+            .and_then(|unnamed| self.commit(&dir, &id, unnamed));
         match result {
             Err(e) if e.is_not_found() => {
                 // A directory vanished since it was created: create it again
@@ -187,9 +197,31 @@ impl Spool {
         }
     }
 
-    /// Writes both files into `tmp/` and syncs them; undoes on failure.
-    fn write_synced(&self, paths: &Paths, message: &[u8], verdict_json: &[u8]) -> Result<(), SpoolError> {
+    /// Writes both files and syncs them: unnamed in their final directories
+    /// where the filesystem can (returned, to be linked into place), else
+    /// named in `tmp/`. Undoes on failure.
+    fn write_synced(&self, paths: &Paths, message: &[u8], verdict_json: &[u8]) -> Result<Option<Unnamed>, SpoolError> {
         let disk = &self.inner.disk;
+        let dir_of = |p: &Path| p.parent().unwrap_or(p).to_path_buf();
+        let (verdicts, new) = (dir_of(&paths.verdict), dir_of(&paths.message));
+        let unnamed = (|| {
+            let Some(v) =
+                disk.write_unnamed(&verdicts, verdict_json).map_err(SpoolError::io("write into", &verdicts))?
+            else {
+                return Ok(None);
+            };
+            let Some(m) = disk.write_unnamed(&new, message).map_err(SpoolError::io("write into", &new))? else {
+                return Ok(None);
+            };
+            disk.sync(&v, &paths.verdict).map_err(SpoolError::io("sync", &paths.verdict))?;
+            disk.sync(&m, &paths.message).map_err(SpoolError::io("sync", &paths.message))?;
+            Ok(Some(Unnamed { verdict: v, message: m }))
+        })();
+        match unnamed {
+            Ok(Some(files)) => return Ok(Some(files)),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
         let result = (|| {
             let v =
                 disk.write(&paths.tmp_verdict, verdict_json).map_err(SpoolError::io("write", &paths.tmp_verdict))?;
@@ -200,12 +232,12 @@ impl Spool {
         if result.is_err() {
             paths.remove_all();
         }
-        result
+        result.map(|()| None)
     }
 
     /// Hands the synced files to the group committer and waits for them to
     /// be renamed into place with their directories synced.
-    fn commit(&self, dir: &Path, id: &str) -> Result<Delivered, SpoolError> {
+    fn commit(&self, dir: &Path, id: &str, unnamed: Option<Unnamed>) -> Result<Delivered, SpoolError> {
         let (reply, answer) = mpsc::sync_channel(1);
         let paths = Paths::new(dir, id);
         let stopped = |paths: &Paths| {
@@ -216,7 +248,7 @@ impl Spool {
                 source: io::Error::other("the spool committer stopped"),
             }
         };
-        let job = Job { id: id.to_string(), paths, reply };
+        let job = Job { id: id.to_string(), paths, unnamed, reply };
         if let Err(mpsc::SendError(job)) = self.inner.queue.send(job) {
             return Err(stopped(&job.paths));
         }
@@ -233,13 +265,20 @@ impl Spool {
                 let p = &job.paths;
                 // The verdict lands first: whoever picks a message up from
                 // new/ can rely on its verdict being there.
-                let renamed = disk
-                    .rename(&p.tmp_verdict, &p.verdict)
-                    .map_err(SpoolError::io("rename into", &p.verdict))
-                    .and_then(|()| {
-                        disk.rename(&p.tmp_message, &p.message).map_err(SpoolError::io("rename into", &p.message))
-                    });
-                (job, renamed)
+                let placed = match &job.unnamed {
+                    Some(files) => {
+                        disk.link(&files.verdict, &p.verdict).map_err(SpoolError::io("link into", &p.verdict)).and_then(
+                            |()| disk.link(&files.message, &p.message).map_err(SpoolError::io("link into", &p.message)),
+                        )
+                    }
+                    None => disk
+                        .rename(&p.tmp_verdict, &p.verdict)
+                        .map_err(SpoolError::io("rename into", &p.verdict))
+                        .and_then(|()| {
+                            disk.rename(&p.tmp_message, &p.message).map_err(SpoolError::io("rename into", &p.message))
+                        }),
+                };
+                (job, placed)
             })
             .collect();
         let mut synced: Vec<(PathBuf, Option<(io::ErrorKind, String)>)> = Vec::new();

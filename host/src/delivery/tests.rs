@@ -331,3 +331,16 @@ fn concurrent_deliveries_share_their_directory_syncs() {
         assert!(sync < rename);
     }
 }
+
+#[test]
+fn the_real_disk_delivers_unnamed_files_linked_into_place() {
+    let tmp = TempDir::new();
+    let spool = Spool::open(&tmp.0, "mx.test").unwrap();
+    let delivered = spool.deliver("acme", MESSAGE, VERDICT).unwrap();
+    assert_eq!(std::fs::read(&delivered.message).unwrap(), MESSAGE);
+    assert_eq!(std::fs::read(&delivered.verdict).unwrap(), VERDICT);
+    assert!(entries(&tmp.0.join("acme/tmp")).is_empty(), "nothing named in tmp/");
+    assert_eq!(entries(&tmp.0.join("acme/new")), vec![delivered.message.clone()]);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&delivered.message).unwrap().permissions().mode() & 0o777, 0o640);
+}
