@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::checks::{message, silent_nameserver};
-use crate::smtp_util::{Client, TestServer, dot_stuff, http, queued_id, rt};
+use crate::smtp_util::{Client, TestServer, dot_stuff, http, queued_id, rt, send_over_starttls};
 use crate::util::fixture_bytes;
 
 fn good(subject: &str) -> String {
@@ -73,27 +73,7 @@ fn accepted_mail_is_stored_with_its_verdict_before_the_250() {
 #[test]
 fn a_rust_smtp_client_delivers_over_starttls() {
     let srv = TestServer::start("", "");
-    let msg = good("Over TLS");
-    let addr = srv.smtp;
-    rt().block_on(async move {
-        let message = mail_send::smtp::message::Message::new(
-            "alice@customer.test",
-            ["help@support.acme.test"],
-            msg.as_bytes().to_vec(),
-        );
-        mail_send::SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
-            .expect("client")
-            .implicit_tls(false)
-            .allow_invalid_certs()
-            .helo_host("client.test")
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .expect("STARTTLS handshake")
-            .send(message)
-            .await
-            .expect("accepted");
-    });
+    send_over_starttls(srv.smtp, &good("Over TLS"));
     let files = srv.delivered("acme");
     assert_eq!(files.len(), 1);
     assert!(std::fs::read_to_string(&files[0]).unwrap().contains("with ESMTPS id"), "TLS recorded in Received");
@@ -540,27 +520,7 @@ fn starttls_uses_the_configured_certificate() {
     let cert = scratch.file("cert.pem", &generated.cert.pem());
     let key = scratch.file("key.pem", &generated.signing_key.serialize_pem());
     let srv = TestServer::start(&format!("tls_cert = \"{}\"\ntls_key = \"{}\"", cert.display(), key.display()), "");
-    let addr = srv.smtp;
-    let msg = good("Configured certificate");
-    rt().block_on(async move {
-        let message = mail_send::smtp::message::Message::new(
-            "alice@customer.test",
-            ["help@support.acme.test"],
-            msg.as_bytes().to_vec(),
-        );
-        mail_send::SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
-            .expect("client")
-            .implicit_tls(false)
-            .allow_invalid_certs()
-            .helo_host("client.test")
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .expect("STARTTLS with the configured certificate")
-            .send(message)
-            .await
-            .expect("accepted");
-    });
+    send_over_starttls(srv.smtp, &good("Configured certificate"));
     assert_eq!(srv.delivered("acme").len(), 1);
     // A broken certificate file is refused at start, naming the file.
     let bad = scratch.file("bad.pem", "not a certificate");

@@ -258,3 +258,24 @@ pub fn http(addr: SocketAddr, request: &[u8]) -> (u16, String) {
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
     (status, body)
 }
+
+/// Sends one message with a real Rust SMTP client (`mail-send`), upgrading
+/// with STARTTLS (any certificate accepted); panics unless it is accepted.
+pub fn send_over_starttls(addr: SocketAddr, message: &str) {
+    let bytes = message.as_bytes().to_vec();
+    rt().block_on(async move {
+        let message = mail_send::smtp::message::Message::new("alice@customer.test", ["help@support.acme.test"], bytes);
+        mail_send::SmtpClientBuilder::new(addr.ip().to_string(), addr.port())
+            .expect("client")
+            .implicit_tls(false)
+            .allow_invalid_certs()
+            .helo_host("client.test")
+            .timeout(Duration::from_secs(30))
+            .connect()
+            .await
+            .expect("STARTTLS handshake")
+            .send(message)
+            .await
+            .expect("accepted");
+    });
+}
