@@ -157,6 +157,24 @@ fn main() {
     std::fs::create_dir_all(&root).unwrap();
     let runtime = Arc::new(Runtime::new(&EngineOptions::default()).unwrap());
 
+    // What a new component costs before it can serve: a Cranelift compile,
+    // against a load from the artifact cache (deserialize + validate).
+    let (mut compile, mut load) = (Vec::new(), Vec::new());
+    for n in 0..5 {
+        let wasm = variant(ROUTE_DEFAULT.wasm, 9000 + n);
+        let t = Instant::now();
+        let artifact = runtime.precompile(&wasm).unwrap();
+        compile.push(t.elapsed());
+        let t = Instant::now();
+        runtime.load_precompiled(&artifact, "bench", wasm.len(), postern::runtime::Stage::Route).unwrap();
+        load.push(t.elapsed());
+    }
+    println!(
+        "route-default ({} B): compile p50 {:.1?}, load from an artifact p50 {:.1?}",
+        ROUTE_DEFAULT.wasm.len(),
+        quantiles(compile).0,
+        quantiles(load).0
+    );
     let (p50, p99, max) = swap_latency(&runtime, &root, false);
     println!("swap, manifest change (same component): p50 {p50:.1?}, p99 {p99:.1?}, max {max:.1?} (50 swaps)");
     let (p50, p99, max) = swap_latency(&runtime, &root.join("new"), true);

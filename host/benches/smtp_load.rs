@@ -7,8 +7,10 @@
 //! reply after the message).
 //!
 //! `cargo bench -p postern --bench smtp_load -- [--clients N] [--seconds S]
-//! [--server HOST:PORT]` (without `--server` it starts the release binary
-//! itself with a config in a temporary directory).
+//! [--server HOST:PORT] [--spool DIR]` (without `--server` it starts the
+//! release binary itself with a config in a temporary directory, its spool
+//! there too unless `--spool` names one, e.g. on tmpfs to measure the CPU
+//! alone: `--spool /dev/shm/postern-spool`, left in place afterwards).
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -26,10 +28,11 @@ struct Args {
     seconds: u64,
     warmup: u64,
     server: Option<SocketAddr>,
+    spool: Option<PathBuf>,
 }
 
 fn args() -> Args {
-    let mut a = Args { clients: 32, seconds: 10, warmup: 2, server: None };
+    let mut a = Args { clients: 32, seconds: 10, warmup: 2, server: None, spool: None };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         let mut value = || it.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -38,6 +41,7 @@ fn args() -> Args {
             "--seconds" => a.seconds = value().parse().expect("--seconds S"),
             "--warmup" => a.warmup = value().parse().expect("--warmup S"),
             "--server" => a.server = Some(value().parse().expect("--server HOST:PORT")),
+            "--spool" => a.spool = Some(PathBuf::from(value())),
             // cargo bench passes --bench; anything else is a mistake.
             "--bench" => {}
             other => panic!("unknown argument {other}"),
@@ -51,7 +55,7 @@ fn fixtures() -> PathBuf {
 }
 
 /// Starts the release binary; returns the child and its SMTP address.
-fn start_server(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
+fn start_server(dir: &std::path::Path, spool: &std::path::Path) -> (std::process::Child, SocketAddr) {
     let config = dir.join("config.toml");
     std::fs::write(
         &config,
@@ -60,10 +64,11 @@ fn start_server(dir: &std::path::Path) -> (std::process::Child, SocketAddr) {
              [rate_limit]\n# One sender per message (its own sender rate); the workspace flood guard\n\
              # is raised so the load measures the pipeline, not the guard.\n\
              workspace = {{ count = 100000000, per_seconds = 60 }}\n\
-             [server]\nsmtp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\nspool_dir = \"spool\"\n\
+             [server]\nsmtp_listen = \"127.0.0.1:0\"\nhttp_listen = \"127.0.0.1:0\"\nspool_dir = \"{}\"\n\
              max_connections_per_ip = 1000\nlog_format = \"text\"\n",
             fixtures().join("serve/zone.txt").display(),
-            fixtures().join("auth/workspaces.toml").display()
+            fixtures().join("auth/workspaces.toml").display(),
+            spool.display()
         ),
     )
     .unwrap();
@@ -209,7 +214,8 @@ fn main() {
     let (child, addr) = match args.server {
         Some(addr) => (None, addr),
         None => {
-            let (child, addr) = start_server(&dir);
+            let spool = args.spool.clone().unwrap_or_else(|| dir.join("spool"));
+            let (child, addr) = start_server(&dir, &spool);
             (Some(child), addr)
         }
     };

@@ -59,11 +59,6 @@ struct Stages {
     runtime: Arc<Runtime>,
     policies: Arc<dyn PolicySource>,
     settings: Settings,
-    /// Policy calls running at once, at most one per core. A policy's time
-    /// budget is wall-clock (epoch): with more threads than cores running
-    /// policies, a preempted call would time out under load through no
-    /// fault of its own. Waiting messages queue here without a thread.
-    running: Arc<tokio::sync::Semaphore>,
 }
 
 /// The verdict under construction.
@@ -118,9 +113,7 @@ impl Pipeline {
         settings: Settings,
         checks: FixedChecks,
     ) -> Self {
-        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
-        let running = Arc::new(tokio::sync::Semaphore::new(cores));
-        Pipeline { stages: Arc::new(Stages { runtime, policies, settings, running }), checks }
+        Pipeline { stages: Arc::new(Stages { runtime, policies, settings }), checks }
     }
 
     /// The fixed checks.
@@ -136,12 +129,6 @@ impl Pipeline {
     /// Where the policies come from.
     pub fn policy_source(&self) -> Arc<dyn PolicySource> {
         self.stages.policies.clone()
-    }
-
-    /// The policies the platform's mail (a workspace without its own) goes
-    /// through now.
-    pub fn policies(&self) -> Arc<PolicySet> {
-        self.stages.policies.for_workspace("")
     }
 
     /// Judges one message.
@@ -186,7 +173,7 @@ impl Pipeline {
                 let (workspace, auth) = (run.workspace.clone(), run.auth.clone());
                 let started = d.started;
                 // The semaphore is never closed: acquiring only waits.
-                let permit = self.stages.running.clone().acquire_owned().await.ok();
+                let permit = policy_slots().acquire().await.ok();
                 let ran = off_async(move || stages.run(d, &message, &envelope, &workspace, &auth)).await;
                 drop(permit);
                 ran.unwrap_or_else(|e| {
@@ -341,6 +328,17 @@ fn record_shadow(d: &mut Draft, report: shadow::ShadowReport, since: Instant) {
 
 fn names(symbols: &[crate::verdict::SymbolOut]) -> String {
     symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", ")
+}
+
+/// Policy calls running at once in the process, at most one per core, for
+/// every pipeline (a reload makes a new one while the old finishes). A
+/// policy's time budget is wall-clock (epoch): with more threads than cores
+/// running policies, a preempted call would time out under load through no
+/// fault of its own. Waiting messages queue here without a thread.
+fn policy_slots() -> &'static tokio::sync::Semaphore {
+    static SLOTS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    SLOTS
+        .get_or_init(|| tokio::sync::Semaphore::new(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)))
 }
 
 /// Runs blocking policy work off the async executor. wasmtime-wasi's

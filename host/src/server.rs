@@ -128,6 +128,23 @@ impl std::fmt::Debug for Server {
     }
 }
 
+/// Serves an HTTP API until the server drains.
+fn spawn_api(
+    what: &'static str,
+    listener: TcpListener,
+    routes: axum::Router,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(e) = http::serve(listener, routes, stop).await {
+            tracing::error!(error = %e, "{what} stopped");
+        }
+    })
+}
+
 /// Reads the configuration: the file, or the embedded default.
 pub fn load_config(options: &ServeOptions) -> Result<Config, ConfigError> {
     let mut config = match &options.config {
@@ -178,12 +195,13 @@ impl Server {
             tokio::task::spawn_blocking(move || policy_source(&cfg, &rt, &builtins))
                 .await
                 .map_err(|e| ServeError::Policies(e.to_string()))??;
-        let (pipeline, watcher) = setup::build_watched_pipeline(
+        let (pipeline, watcher) = setup::build_pipeline_with(
             Some(&config),
             &overrides(&options),
             runtime.clone(),
             source.clone(),
             state.clone(),
+            true,
         )
         .await?;
         let pipeline = Arc::new(ArcSwap::from_pointee(pipeline));
@@ -245,25 +263,9 @@ impl Server {
         if let (Some(listener), Some(token)) = (admin_listener, &config.admin.token) {
             let state =
                 AdminState { token: Arc::from(token.trim()), source: source.clone(), registry: registry.clone() };
-            let mut stop = shutdown_rx.clone();
-            tasks.push(tokio::spawn(async move {
-                let stop = async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                };
-                if let Err(e) = admin::serve(listener, state, stop).await {
-                    tracing::error!(error = %e, "admin API stopped");
-                }
-            }));
+            tasks.push(spawn_api("admin API", listener, admin::router(state), shutdown_rx.clone()));
         }
-        let mut http_shutdown = shutdown_rx;
-        tasks.push(tokio::spawn(async move {
-            let stop = async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-            };
-            if let Err(e) = http::serve(http_listener, http_state, stop).await {
-                tracing::error!(error = %e, "HTTP API stopped");
-            }
-        }));
+        tasks.push(spawn_api("HTTP API", http_listener, http::router(http_state), shutdown_rx));
 
         Ok(Server {
             smtp: smtp_addr,
@@ -298,12 +300,13 @@ impl Server {
                 .await
                 .map_err(|e| ServeError::Policies(e.to_string()))??;
         }
-        let (pipeline, watcher) = setup::build_watched_pipeline(
+        let (pipeline, watcher) = setup::build_pipeline_with(
             Some(&config),
             &overrides(&self.options),
             self.runtime.clone(),
             self.source.clone(),
             self.state.clone(),
+            true,
         )
         .await?;
         if config.server != live.config.server

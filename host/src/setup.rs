@@ -84,35 +84,13 @@ pub async fn build_pipeline(
     state: Arc<dyn StateStore>,
 ) -> Result<Pipeline, SetupError> {
     let policies: Arc<dyn PolicySource> = Arc::new(FixedPolicies(Arc::new(policies)));
-    build_pipeline_with(config, overrides, runtime, policies, state).await
+    Ok(build_pipeline_with(config, overrides, runtime, policies, state, false).await?.0)
 }
 
 /// [`build_pipeline`] with policies from any source (a deployment
-/// directory).
+/// directory). With `watch` (a long-running server) the workspace directory
+/// file is reloaded on change until the returned watcher is dropped.
 pub async fn build_pipeline_with(
-    config: Option<&Config>,
-    overrides: &Overrides,
-    runtime: Arc<Runtime>,
-    policies: Arc<dyn PolicySource>,
-    state: Arc<dyn StateStore>,
-) -> Result<Pipeline, SetupError> {
-    Ok(build(config, overrides, runtime, policies, state, false).await?.0)
-}
-
-/// Builds the pipeline of a long-running server: as [`build_pipeline`],
-/// and the workspace directory file is watched (reloaded on change) until
-/// the returned watcher is dropped.
-pub async fn build_watched_pipeline(
-    config: Option<&Config>,
-    overrides: &Overrides,
-    runtime: Arc<Runtime>,
-    policies: Arc<dyn PolicySource>,
-    state: Arc<dyn StateStore>,
-) -> Result<(Pipeline, Option<notify::RecommendedWatcher>), SetupError> {
-    build(config, overrides, runtime, policies, state, true).await
-}
-
-async fn build(
     config: Option<&Config>,
     overrides: &Overrides,
     runtime: Arc<Runtime>,

@@ -56,13 +56,7 @@ impl Deployment {
     /// Deploys the documented way: each file written beside, then renamed
     /// into place; the manifest last.
     fn deploy(&self, scope: &Scope, name: &str, wasm: &[u8], manifest: &str) {
-        let dir = self.scope_dir(scope);
-        std::fs::create_dir_all(&dir).unwrap();
-        for (file, bytes) in [(format!("{name}.wasm"), wasm), (format!("{name}.toml"), manifest.as_bytes())] {
-            let tmp = dir.join(format!(".{file}.tmp"));
-            std::fs::write(&tmp, bytes).unwrap();
-            std::fs::rename(&tmp, dir.join(file)).unwrap();
-        }
+        deploy(&self.scope_dir(scope), name, wasm, manifest);
     }
 
     fn reload(&self, scope: &Scope) {
@@ -90,6 +84,17 @@ impl Deployment {
             ..FixedChecks::offline()
         };
         Pipeline::with_source(runtime(), self.registry.clone(), Settings::default(), checks)
+    }
+}
+
+/// Deploys a policy into `dir` the documented way: each file written under
+/// a hidden name, then renamed into place; the manifest last.
+pub(crate) fn deploy(dir: &Path, name: &str, wasm: &[u8], manifest: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    for (file, bytes) in [(format!("{name}.wasm"), wasm), (format!("{name}.toml"), manifest.as_bytes())] {
+        let tmp = dir.join(format!(".{file}.tmp"));
+        std::fs::write(&tmp, bytes).unwrap();
+        std::fs::rename(&tmp, dir.join(file)).unwrap();
     }
 }
 

@@ -299,15 +299,13 @@ fn a_policy_deployed_beside_a_relative_config_is_picked_up_while_serving() {
     // A relative config path: the deployment directory is relative too.
     let srv = Served::start(&scratch.0, &["--config", "config.toml"]);
     let admin = srv.admin.expect("admin API").to_string();
-    let dir = scratch.0.join("policies.d/platform");
     let manifest = "name = \"route-default\"\nstage = \"route\"\nversion = \"7.0.0\"\n[config]\ninbox = \"seven\"\n";
-    for (file, bytes) in [
-        ("route-default.wasm", postern::policy::builtin::ROUTE_DEFAULT.wasm),
-        ("route-default.toml", manifest.as_bytes()),
-    ] {
-        std::fs::write(dir.join(".staging"), bytes).unwrap();
-        std::fs::rename(dir.join(".staging"), dir.join(file)).unwrap();
-    }
+    crate::policies::deploy(
+        &scratch.0.join("policies.d/platform"),
+        "route-default",
+        postern::policy::builtin::ROUTE_DEFAULT.wasm,
+        manifest,
+    );
     let started = Instant::now();
     loop {
         let out = Command::new(env!("CARGO_BIN_EXE_postern"))

@@ -114,7 +114,7 @@ async fn check_files(args: &CheckArgs, config: Option<&Config>) -> Result<ExitCo
         }
         None => Arc::new(FixedPolicies(Arc::new(policies))),
     };
-    let pipeline = build_pipeline_with(config, &overrides, runtime, source, memory_state()).await?;
+    let (pipeline, _) = build_pipeline_with(config, &overrides, runtime, source, memory_state(), false).await?;
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     for file in &args.files {

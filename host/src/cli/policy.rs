@@ -182,31 +182,15 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode> {
     let mut out = stdout.lock();
     match args.command {
         PolicyCommand::List { workspace, target } => {
-            let mut rows = fetch_status(&target)?;
-            if let Some(id) = workspace {
-                let scope = format!("workspace:{id}");
-                rows.retain(|r| r.scope == scope);
-            }
-            if target.json {
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
-            } else {
-                print_list(&mut out, &rows)?;
-            }
+            let rows = select(fetch_status(&target)?, None, workspace.as_deref());
+            emit(&mut out, target.json, &rows, |out| print_list(out, &rows))?;
         }
         PolicyCommand::Status { name, workspace, target } => {
-            let mut rows = fetch_status(&target)?;
-            let scope = workspace.map(|w| format!("workspace:{w}"));
-            rows.retain(|r| name.as_ref().is_none_or(|n| *n == r.name) && scope.as_ref().is_none_or(|s| *s == r.scope));
-            if rows.is_empty() && (name.is_some() || scope.is_some()) {
+            let rows = select(fetch_status(&target)?, name.as_deref(), workspace.as_deref());
+            if rows.is_empty() && (name.is_some() || workspace.is_some()) {
                 bail!("no such policy");
             }
-            if target.json {
-                serde_json::to_writer_pretty(&mut out, &rows)?;
-                writeln!(out)?;
-            } else {
-                print_status(&mut out, &rows)?;
-            }
+            emit(&mut out, target.json, &rows, |out| print_status(out, &rows))?;
         }
         PolicyCommand::Rollback { name, workspace, target } => {
             let restored: PolicyStatus = match target.resolve()? {
@@ -229,22 +213,36 @@ pub fn run(args: PolicyArgs) -> Result<ExitCode> {
                     offline_registry(dir, cache_dir)?.rollback(&scope, &name)?
                 }
             };
-            if target.json {
-                serde_json::to_writer_pretty(&mut out, &restored)?;
-                writeln!(out)?;
-            } else {
-                writeln!(
-                    out,
-                    "rolled back {} ({}) to version {} ({})",
-                    restored.name,
-                    restored.scope,
-                    restored.version,
-                    short(&restored.sha256)
-                )?;
-            }
+            emit(&mut out, target.json, &restored, |out| {
+                let r = &restored;
+                writeln!(out, "rolled back {} ({}) to version {} ({})", r.name, r.scope, r.version, short(&r.sha256))
+            })?;
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The rows of one policy and/or one workspace.
+fn select(mut rows: Vec<PolicyStatus>, name: Option<&str>, workspace: Option<&str>) -> Vec<PolicyStatus> {
+    let scope = workspace.map(|w| format!("workspace:{w}"));
+    rows.retain(|r| name.is_none_or(|n| n == r.name) && scope.as_ref().is_none_or(|s| *s == r.scope));
+    rows
+}
+
+/// `value` as pretty JSON, or as `text` writes it.
+fn emit<W: Write, T: serde::Serialize>(
+    out: &mut W,
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&mut W) -> std::io::Result<()>,
+) -> Result<()> {
+    if json {
+        serde_json::to_writer_pretty(&mut *out, value)?;
+        writeln!(out)?;
+    } else {
+        text(out)?;
+    }
+    Ok(())
 }
 
 fn short(sha: &str) -> &str {

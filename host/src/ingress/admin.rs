@@ -2,7 +2,6 @@
 //! against a running server): loopback by default, every request carries
 //! the configured bearer token.
 
-use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
@@ -67,15 +66,6 @@ pub fn router(state: AdminState) -> Router {
         .route("/v1/admin/policies/rollback", post(rollback))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "no such endpoint") })
         .with_state(state)
-}
-
-/// Serves the admin API on a bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    state: AdminState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 
 async fn policies(State(state): State<AdminState>, headers: HeaderMap) -> Response {

@@ -66,13 +66,14 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves the router on an already-bound listener until `shutdown` resolves.
+/// Serves routes (this API's or the admin API's) on an already-bound
+/// listener until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    state: HttpState,
+    routes: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, routes).with_graceful_shutdown(shutdown).await
 }
 
 /// A 4xx answer with a JSON body `{"error": "..."}`.
@@ -351,7 +352,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state(), async {
+        let server = tokio::spawn(serve(listener, router(state()), async {
             let _ = stopped.await;
         }));
         let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();

@@ -714,7 +714,6 @@ impl Session {
         }
         // Final unless a 4xx went out (policy tempfail, storage failure).
         pipeline.commit(pending, reply.code < 400 || reply.code >= 500);
-        let symbols: Vec<&str> = verdict.symbols.iter().map(|s| s.name.as_str()).collect();
         tracing::info!(
             target: "postern::verdict",
             conn = self.id,
@@ -728,7 +727,7 @@ impl Session {
             code = verdict.code.map(|c| c.as_str()).unwrap_or("none"),
             reply = reply.code,
             score = verdict.score,
-            symbols = %symbols.join(","),
+            symbols = %verdict.symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(","),
             policies = %verdict.policies.iter().map(|p| format!("{}@{}", p.name, p.version)).collect::<Vec<_>>().join(","),
             stored = stored.as_deref().unwrap_or(""),
             total_us = verdict.timings.total_us,

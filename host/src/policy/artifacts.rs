@@ -61,11 +61,6 @@ impl ArtifactCache {
         Ok(ArtifactCache { dir: dir.to_path_buf() })
     }
 
-    /// The directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     /// A policy component for `stage`: from the cache when an intact artifact is there, else compiled (and stored for next time).
     pub fn load(
         &self,
@@ -97,11 +92,12 @@ impl ArtifactCache {
         Ok((policy, CacheOutcome::Miss))
     }
 
+    #[cfg(test)]
     /// Whether an artifact for this component is cached.
     ///
     /// True only when it is intact (its checksum matches), as
     /// [`ArtifactCache::load`] requires.
-    pub fn contains(&self, runtime: &Runtime, sha256: &str) -> bool {
+    fn contains(&self, runtime: &Runtime, sha256: &str) -> bool {
         // The name becomes a path: accept only what `sha256_hex` produces.
         let well_formed = sha256.len() == 64 && sha256.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if !well_formed {

@@ -217,11 +217,6 @@ impl Registry {
         Ok(registry)
     }
 
-    /// The deployment directory.
-    pub fn dir(&self) -> &Path {
-        &self.config.dir
-    }
-
     /// Re-reads the whole directory (start, SIGHUP).
     pub fn reload_all(&self) -> Result<(), RegistryError> {
         let ids = deploy::workspace_ids(&self.config.dir).map_err(io("list", &self.config.dir))?;
